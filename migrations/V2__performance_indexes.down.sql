@@ -1,0 +1,11 @@
+-- ecomind:no-transaction
+--
+-- V2__performance_indexes (down): drops the three composite indexes of V2,
+-- in reverse order.
+--
+-- DROP INDEX CONCURRENTLY does not block reads and writes on the table while
+-- it waits, and like its CREATE it cannot run inside a transaction block.
+
+DROP INDEX CONCURRENTLY idx_audit_logs_org_id_timestamp;
+DROP INDEX CONCURRENTLY idx_daily_user_agg_org_id_date;
+DROP INDEX CONCURRENTLY idx_events_org_id_ts;
