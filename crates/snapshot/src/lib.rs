@@ -1,0 +1,22 @@
+//! PostgreSQL clusters that ecomind-db runs itself: the developer's persistent dev cluster and throwaway sandboxes for tests and dry runs.
+//!
+//! [`Binaries::locate`] finds the server programs, [`Cluster::ensure_running`] creates,
+//! starts or reuses a cluster in a folder, and [`Sandbox::start`] makes a cluster that
+//! removes itself when its owner goes away. Every subprocess runs through one helper
+//! (`process`) with a controlled environment, as the `postgres` OS user when this process
+//! is root; passwords travel only in files, never on a command line.
+
+mod binaries;
+mod cluster;
+mod error;
+mod os;
+mod process;
+mod sandbox;
+
+pub use binaries::Binaries;
+pub use cluster::{Auth, Cluster, ClusterOptions, Listen};
+pub use error::Error;
+pub use sandbox::Sandbox;
+
+/// Re-exported so callers can build [`Auth::Password`] without naming the crate.
+pub use secrecy::SecretString;

@@ -1,0 +1,158 @@
+//! Throwaway clusters in temporary folders that disappear with their owner, however it ends.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, SystemTime};
+
+use crate::os;
+use crate::process::Tool;
+use crate::{Cluster, ClusterOptions, Error};
+
+/// Name prefix of sandbox folders in the temporary folder.
+const PREFIX: &str = "ecomind-sandbox-";
+/// File in a sandbox folder naming the process that owns it and its reaper.
+pub(crate) const OWNER_FILE: &str = "owner";
+/// A sandbox folder without an owner file younger than this may still be starting up.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+/// The reaper: waits until its stdin reaches end of file (the sandbox was dropped, or its
+/// process died), then stops the server at once and removes the folders.
+/// Arguments: $1 pg_ctl, $2 data folder, $3 sandbox folder, $4 socket folder outside it (or empty).
+const REAPER_SCRIPT: &str = r#"trap '' HUP INT TERM PIPE
+while read -r _; do :; done
+if [ -f "$2/postmaster.pid" ]; then "$1" stop -D "$2" -m immediate -w -s >/dev/null 2>&1; fi
+rm -rf "$3"
+if [ -n "$4" ]; then rm -rf "$4"; fi
+"#;
+
+/// An ephemeral cluster in a temporary folder, stopped and removed when dropped, and also
+/// when the owning process dies without dropping it (a static in a test binary, a panic
+/// that aborts, SIGKILL).
+///
+/// A small reaper process (`sh`) reads a pipe that only this value holds; when the pipe
+/// closes, the reaper stops the server (immediate shutdown) and removes the folder.
+/// `Drop` closes the pipe and waits for the reaper, so after a drop the server and the
+/// folder are gone. Creating a sandbox also removes leftovers of dead processes.
+#[derive(Debug)]
+pub struct Sandbox {
+    cluster: Cluster,
+    reaper: Option<Child>,
+}
+
+impl Sandbox {
+    /// Creates and starts a sandbox cluster in a new folder under the temporary folder.
+    pub fn start(opts: &ClusterOptions) -> Result<Sandbox, Error> {
+        sweep();
+        let run_as = os::run_as()?;
+        let base = std::env::temp_dir();
+        os::check_traversable(&base, &run_as)?;
+        let root = tempfile::Builder::new()
+            .prefix(PREFIX)
+            .tempdir_in(&base)
+            .map_err(|e| Error::io("create a folder in", &base, e))?
+            .keep();
+        let root = fs::canonicalize(&root).unwrap_or(root);
+        os::own_dir(&root, &run_as, 0o700)?;
+
+        let cluster = Cluster::open(&root);
+        let outside_socket_dir = if cluster.socket_dir().starts_with(&root) {
+            PathBuf::new()
+        } else {
+            cluster.socket_dir().to_path_buf()
+        };
+        let reaper =
+            Tool::new("sandbox reaper", Path::new("/bin/sh"), Path::new("/")).and_then(|tool| {
+                tool.arg("-c")
+                    .arg(REAPER_SCRIPT)
+                    .arg("ecomind-sandbox-reaper")
+                    .arg(opts.binaries.required("pg_ctl"))
+                    .arg(cluster.data_dir())
+                    .arg(&root)
+                    .arg(&outside_socket_dir)
+                    .spawn_piped()
+            });
+        let reaper = match reaper {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = fs::remove_dir_all(&root);
+                return Err(error);
+            }
+        };
+        // From here on, dropping `sandbox` (also on an early return) removes everything.
+        let mut sandbox = Sandbox {
+            cluster,
+            reaper: Some(reaper),
+        };
+        sandbox.write_owner_file()?;
+        sandbox.cluster = Cluster::ensure_running(&root, opts)?;
+        Ok(sandbox)
+    }
+
+    /// The running cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Records this process and the reaper, so a later sweep can tell whether both are gone.
+    fn write_owner_file(&self) -> Result<(), Error> {
+        let me = std::process::id();
+        let reaper = self.reaper.as_ref().map_or(0, Child::id);
+        let stamp = |pid: u32| os::process_info(pid).map_or(0, |info| info.start_time);
+        let path = self.cluster.root().join(OWNER_FILE);
+        let text = format!("{me} {}\n{reaper} {}\n", stamp(me), stamp(reaper));
+        let mut file = fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| Error::io("write", &path, e))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut reaper) = self.reaper.take() {
+            // Closing the pipe tells the reaper to stop the server and remove the folder.
+            drop(reaper.stdin.take());
+            let _ = reaper.wait();
+        }
+    }
+}
+
+/// Removes sandbox folders whose owner and reaper are both dead (best effort).
+fn sweep() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if !entry.file_name().to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let root = entry.path();
+        let abandoned = match fs::read_to_string(root.join(OWNER_FILE)) {
+            Ok(text) => !text.lines().any(owner_line_alive),
+            Err(_) => entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > ORPHAN_AGE),
+        };
+        if abandoned {
+            let cluster = Cluster::open(&root);
+            let _ = cluster.stop_immediately();
+            let _ = cluster.destroy();
+        }
+    }
+}
+
+/// Whether a `pid start_time` line names a process that is still alive.
+fn owner_line_alive(line: &str) -> bool {
+    let mut fields = line.split_whitespace();
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        fields.next().map(str::parse::<u32>),
+        fields.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    os::process_info(pid).is_some_and(|info| start == 0 || info.start_time == start)
+}

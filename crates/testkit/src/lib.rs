@@ -1,0 +1,113 @@
+//! Test support for ecomind-db: one sandbox cluster per test process, a fresh database per test, so tests run in parallel.
+//!
+//! ```no_run
+//! let db = ecomind_testkit::database();
+//! let mut client = db.client();
+//! client.batch_execute("CREATE TABLE t (id int)").unwrap();
+//! ```
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
+
+/// The sandbox cluster of this test process: trust authentication, unix socket only, not
+/// durable. Started on first use; stopped and removed when the process exits, however it exits.
+/// The server binaries come from `ECOMIND_DB_BIN_DIR` when set (how CI tests other major
+/// versions), else from [`Binaries::locate`]'s search.
+///
+/// Panics with the reason when PostgreSQL cannot be found or started: tests cannot run without it.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let binaries = Binaries::locate(
+            std::env::var_os("ECOMIND_DB_BIN_DIR")
+                .as_deref()
+                .map(std::path::Path::new),
+        )
+        .unwrap_or_else(|e| panic!("ecomind-testkit: {e}"));
+        let opts = ClusterOptions {
+            binaries: &binaries,
+            listen: Listen::Socket,
+            auth: Auth::Trust,
+            durable: false,
+            settings: &[],
+        };
+        Sandbox::start(&opts)
+            .unwrap_or_else(|e| panic!("ecomind-testkit: could not start the sandbox cluster: {e}"))
+    })
+}
+
+/// A database of its own for one test, in the process's [`sandbox`]; dropped (with
+/// `WITH (FORCE)`, ending its sessions) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+}
+
+/// Creates a fresh, empty database with a unique name (`test_<pid>_<counter>`).
+///
+/// Panics with the reason when the sandbox or the database cannot be created.
+pub fn database() -> TestDb {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let number = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("test_{}_{number}", std::process::id());
+    sandbox()
+        .cluster()
+        .ensure_database(&name)
+        .unwrap_or_else(|e| panic!("ecomind-testkit: could not create database {name}: {e}"));
+    TestDb { name }
+}
+
+impl TestDb {
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A libpq key/value connection string for this database (no password: trust auth).
+    pub fn conninfo(&self) -> String {
+        sandbox().cluster().conninfo(&self.name)
+    }
+
+    /// A `postgres` crate configuration for this database.
+    pub fn config(&self) -> postgres::Config {
+        sandbox().cluster().client_config(&self.name)
+    }
+
+    /// A new connection to this database as the superuser. Panics if connecting fails.
+    pub fn client(&self) -> postgres::Client {
+        self.config().connect(postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "ecomind-testkit: could not connect to database {}: {e}",
+                self.name
+            )
+        })
+    }
+
+    /// `PGHOST`, `PGPORT`, `PGUSER` and `PGDATABASE` pairs that point a spawned program at this database.
+    pub fn pg_env(&self) -> Vec<(String, String)> {
+        let cluster = sandbox().cluster();
+        vec![
+            (
+                "PGHOST".to_owned(),
+                cluster.socket_dir().to_string_lossy().into_owned(),
+            ),
+            ("PGPORT".to_owned(), cluster.port().to_string()),
+            ("PGUSER".to_owned(), cluster.superuser().to_owned()),
+            ("PGDATABASE".to_owned(), self.name.clone()),
+        ]
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Best effort: the whole sandbox goes away with the process anyway.
+        if let Ok(mut client) = sandbox().cluster().connect("postgres") {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
