@@ -1,0 +1,487 @@
+//! Opens connections: the one place a password is exposed, TLS per `sslmode`
+//! (rustls), and errors that say what to do and never carry the password.
+
+use std::{error::Error as _, fmt, io, path::Path, sync::Arc, time::Duration};
+
+use postgres::{config::SslMode as PgSslMode, error::SqlState, NoTls};
+use rustls::{
+    client::{
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+        WebPkiServerVerifier,
+    },
+    crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider},
+    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use secrecy::ExposeSecret;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::{Server, SslMode};
+
+/// What kind of failure a [`ConnectError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// Nothing listens on the port (connection refused).
+    Refused,
+    /// The unix socket file does not exist.
+    NoSocket,
+    /// The connection attempt ran into `connect_timeout`.
+    Timeout,
+    /// The host name does not resolve or the network is unreachable.
+    Unreachable,
+    /// The server is starting up or shutting down (SQLSTATE 57P03).
+    Starting,
+    /// The server has no free connection slots (SQLSTATE 53300).
+    TooManyConnections,
+    /// The connection broke during start-up.
+    Interrupted,
+    /// Wrong password, or a password is needed and none is configured.
+    Authentication,
+    /// `pg_hba.conf` or role settings refuse this login.
+    Rejected,
+    /// The database does not exist.
+    NoDatabase,
+    /// The server does not accept TLS but `sslmode` requires it.
+    TlsUnsupported,
+    /// The server certificate is not signed by the configured CA.
+    UntrustedCertificate,
+    /// The server certificate does not name the host connected to.
+    HostNameMismatch,
+    /// Another TLS failure.
+    Tls,
+    /// The local configuration cannot be used (for example an unreadable CA file).
+    Config,
+    /// Anything else the server reported.
+    Other,
+}
+
+/// Why [`Server::connect`] failed. `Display` is one sentence that says what
+/// to do; it never contains the password.
+#[derive(Clone)]
+pub struct ConnectError {
+    kind: ConnectErrorKind,
+    message: String,
+}
+
+impl ConnectError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+
+    /// True when the server is not (yet) accepting connections and trying
+    /// again later may succeed: refused, no socket file, timeout, unreachable,
+    /// starting up, too many connections, interrupted start-up. False for
+    /// authentication, TLS and configuration errors.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ConnectErrorKind::Refused
+                | ConnectErrorKind::NoSocket
+                | ConnectErrorKind::Timeout
+                | ConnectErrorKind::Unreachable
+                | ConnectErrorKind::Starting
+                | ConnectErrorKind::TooManyConnections
+                | ConnectErrorKind::Interrupted
+        )
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl Server {
+    /// Connects, trying each host in order. Sets `application_name` and
+    /// `connect_timeout`; TLS follows `sslmode` (never on unix sockets, as in
+    /// libpq). This is the one place the password is exposed.
+    pub fn connect(&self, application_name: &str) -> Result<postgres::Client, ConnectError> {
+        let tls =
+            tls_config(self).map_err(|message| self.error(ConnectErrorKind::Config, &message))?;
+        let mut last = None;
+        for host in &self.hosts {
+            let mut config = postgres::Config::new();
+            config
+                .user(&self.user)
+                .dbname(&self.dbname)
+                .port(self.port)
+                .application_name(application_name);
+            if !self.connect_timeout.is_zero() {
+                config.connect_timeout(self.connect_timeout);
+            }
+            if let Some(password) = &self.password {
+                config.password(password.expose_secret());
+            }
+            let socket = host.starts_with('/');
+            let result = if socket {
+                config
+                    .host_path(host)
+                    .ssl_mode(PgSslMode::Disable)
+                    .connect(NoTls)
+            } else {
+                config.host(host);
+                match (&tls, self.sslmode) {
+                    (None, _) => config.ssl_mode(PgSslMode::Disable).connect(NoTls),
+                    (Some(tls), SslMode::Prefer) => {
+                        config.ssl_mode(PgSslMode::Prefer).connect(tls.clone())
+                    }
+                    (Some(tls), _) => config.ssl_mode(PgSslMode::Require).connect(tls.clone()),
+                }
+            };
+            match result {
+                Ok(client) => return Ok(client),
+                Err(err) => last = Some(self.classify(&err, host, socket)),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            self.error(ConnectErrorKind::Config, "no host is configured: set `host` in the environment file, ECOMIND_DB_HOST or PGHOST")
+        }))
+    }
+
+    fn error(&self, kind: ConnectErrorKind, what: &str) -> ConnectError {
+        let message = format!("cannot connect to {}: {what}", self.describe());
+        ConnectError {
+            kind,
+            message: self.scrub(message),
+        }
+    }
+
+    /// Removes the password from text that came from elsewhere.
+    fn scrub(&self, text: String) -> String {
+        match &self.password {
+            Some(password) if !password.expose_secret().is_empty() => {
+                text.replace(password.expose_secret(), "[redacted]")
+            }
+            _ => text,
+        }
+    }
+
+    fn classify(&self, err: &postgres::Error, host: &str, socket: bool) -> ConnectError {
+        use ConnectErrorKind as K;
+        if let Some(db) = err.as_db_error() {
+            let server_says = db.message();
+            let code = db.code().clone();
+            let (kind, what) = if code == SqlState::CANNOT_CONNECT_NOW {
+                (K::Starting, format!("the server is starting up or shutting down ({server_says}): try again in a moment"))
+            } else if code == SqlState::TOO_MANY_CONNECTIONS {
+                (
+                    K::TooManyConnections,
+                    format!("{server_says}: close idle sessions or raise max_connections"),
+                )
+            } else if code == SqlState::INVALID_PASSWORD {
+                let source = self
+                    .password_origin
+                    .as_deref()
+                    .unwrap_or("no password source");
+                (
+                    K::Authentication,
+                    format!("password authentication failed for user \"{}\": check the password from {source}", self.user),
+                )
+            } else if code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+                (K::Rejected, format!("the server refuses this login ({server_says}): check pg_hba.conf, the user name and sslmode"))
+            } else if code == SqlState::INVALID_CATALOG_NAME {
+                (
+                    K::NoDatabase,
+                    format!("{server_says}: create the database or fix `dbname`"),
+                )
+            } else {
+                (
+                    K::Other,
+                    format!(
+                        "the server refused the connection: {server_says} (SQLSTATE {})",
+                        code.code()
+                    ),
+                )
+            };
+            return self.error(kind, &what);
+        }
+        let top = err.to_string();
+        let cause = err.source().map(ToString::to_string).unwrap_or_default();
+        let io = err
+            .source()
+            .and_then(|source| source.downcast_ref::<io::Error>());
+        if top.starts_with("error performing TLS handshake") {
+            if cause.contains("server does not support TLS") {
+                return self.error(
+                    K::TlsUnsupported,
+                    &format!(
+                        "the server does not accept TLS but sslmode is {}: enable ssl on the server, or lower sslmode only for a trusted network",
+                        self.sslmode
+                    ),
+                );
+            }
+            let rustls_error = io
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            if let Some(rustls::Error::InvalidCertificate(cert)) = rustls_error {
+                let ca = self.sslrootcert.as_deref().map_or_else(
+                    || "the configured CA".to_owned(),
+                    |p| p.display().to_string(),
+                );
+                return match cert {
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => self.error(
+                        K::HostNameMismatch,
+                        &format!(
+                            "the server certificate is not valid for host name \"{host}\" (sslmode verify-full): connect with a name the certificate lists, or fix the certificate"
+                        ),
+                    ),
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature => self.error(
+                        K::UntrustedCertificate,
+                        &format!("the server certificate is not signed by a CA in {ca} (sslrootcert): point sslrootcert at the CA that signed the server certificate"),
+                    ),
+                    other => self.error(K::UntrustedCertificate, &format!("the server certificate was refused ({other:?}): check sslrootcert and the server certificate")),
+                };
+            }
+            return self.error(K::Tls, &format!("TLS handshake failed: {cause}"));
+        }
+        if top.starts_with("authentication error") {
+            let what = if self.password.is_none() {
+                "the server asks for a password but none is configured: set ECOMIND_DB_PASSWORD_FILE, `password_file` in the environment file, ECOMIND_DB_PASSWORD or PGPASSWORD".to_owned()
+            } else {
+                format!("authentication failed: {cause}")
+            };
+            return self.error(K::Authentication, &what);
+        }
+        if top.starts_with("timeout waiting for server") {
+            return self.error(
+                K::Timeout,
+                "the server did not answer in time: check that it is up, or raise connect_timeout",
+            );
+        }
+        if let Some(io) = io {
+            let timeout = humanize(self.connect_timeout);
+            let (kind, what) = match io.kind() {
+                io::ErrorKind::ConnectionRefused => (
+                    K::Refused,
+                    "connection refused: is the server running and accepting TCP connections on that host and port?".to_owned(),
+                ),
+                io::ErrorKind::NotFound if socket => (
+                    K::NoSocket,
+                    format!("no socket file in {host} for port {}: is the server running there?", self.port),
+                ),
+                io::ErrorKind::TimedOut => (
+                    K::Timeout,
+                    format!("no answer within connect_timeout ({timeout}): check the host, the port and any firewall in between"),
+                ),
+                io::ErrorKind::PermissionDenied => (K::Config, format!("permission denied ({io}): check access to the socket folder")),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => (
+                    K::Interrupted,
+                    format!("the connection broke during start-up ({io}): the server may be restarting, try again"),
+                ),
+                _ if top.starts_with("error connecting to server") => (
+                    K::Unreachable,
+                    format!("host {host} cannot be reached ({io}): check the host name and the network"),
+                ),
+                _ => (K::Interrupted, format!("{top}: {io}")),
+            };
+            return self.error(kind, &what);
+        }
+        if err.is_closed() {
+            return self.error(
+                K::Interrupted,
+                "the server closed the connection during start-up: it may be restarting, try again",
+            );
+        }
+        self.error(
+            K::Other,
+            &format!(
+                "{top}{}",
+                if cause.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {cause}")
+                }
+            ),
+        )
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    if duration.is_zero() {
+        "none".to_owned()
+    } else if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// Where `sslrootcert = "system"` looks for the operating system's CA bundle.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let path = if path == Path::new("system") {
+        SYSTEM_BUNDLES
+            .iter()
+            .map(Path::new)
+            .find(|bundle| bundle.is_file())
+            .ok_or_else(|| "sslrootcert is \"system\" but no CA bundle was found: install ca-certificates or give a PEM file".to_owned())?
+    } else {
+        path
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| {
+            format!(
+                "cannot read the CA file {} (sslrootcert): {err}",
+                path.display()
+            )
+        })?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("the CA file {} (sslrootcert) holds no usable certificate: give a PEM file with the CA certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+fn tls_config(server: &Server) -> Result<Option<MakeRustlsConnect>, String> {
+    if server.sslmode == SslMode::Disable || server.hosts.iter().all(|host| host.starts_with('/')) {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match (&server.sslrootcert, server.sslmode) {
+        (None, SslMode::VerifyCa | SslMode::VerifyFull) => {
+            return Err(format!(
+                "sslmode {} needs sslrootcert: set it to the CA's PEM file, or to \"system\"",
+                server.sslmode
+            ));
+        }
+        // As libpq: without a CA file, prefer and require encrypt but do not verify.
+        (None, _) => Arc::new(AcceptAnyCertificate(provider.clone())),
+        (Some(path), mode) => {
+            let roots = load_roots(path)?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|err| format!("cannot use the CA file {}: {err}", path.display()))?;
+            if mode == SslMode::VerifyFull {
+                webpki
+            } else {
+                // As libpq: with a CA file, prefer, require and verify-ca check the chain but not the name.
+                Arc::new(IgnoreHostName(webpki))
+            }
+        }
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS setup failed: {err}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// `prefer`/`require` without a CA: the channel is encrypted, the peer is not authenticated.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to the CA; the host name is not checked.
+#[derive(Debug)]
+struct IgnoreHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for IgnoreHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,236 @@
+//! Resolves an environment's database settings from `environments/<env>.toml`,
+//! environment variables, secret files and command-line flags, keeping every
+//! secret in a `secrecy` type and every value's source for `config show`.
+//!
+//! Precedence, lowest to highest: built-in defaults, the environment file,
+//! `ECOMIND_DB_*`, libpq's `PG*`, `DATABASE_URL`, flags. A variable that is
+//! set but empty counts as unset.
+
+mod connect;
+mod error;
+mod resolve;
+mod schema;
+mod secret;
+mod settings;
+mod url;
+
+use std::path::{Path, PathBuf};
+
+pub use connect::{ConnectError, ConnectErrorKind};
+pub use error::Error;
+pub use secrecy::SecretString;
+pub use settings::{
+    ConfirmError, EnvironmentsLocation, ParseSslModeError, Policy, Server, Settings, SslMode,
+    Target,
+};
+
+/// Command-line overrides, the highest layer. There is deliberately no
+/// password flag: argv is visible to every user of the machine.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--host`: host name(s) or socket folder.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--dbname`.
+    pub dbname: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--password-file`: a secret file (mode 0600 or stricter).
+    pub password_file: Option<PathBuf>,
+    /// `--sslmode`.
+    pub sslmode: Option<SslMode>,
+}
+
+/// What to load.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// The environment's name: `dev`, `staging`, `prod`, ...
+    pub env: &'a str,
+    /// `--environments DIR`; `None` means `ECOMIND_DB_ENVIRONMENTS`, else
+    /// `environments/` upward from the working directory, else the embedded copies.
+    pub environments_dir: Option<&'a Path>,
+    /// Command-line overrides.
+    pub flags: &'a Flags,
+}
+
+/// Resolves an environment's settings, reading its password (from a secret
+/// file if one is configured) when the target is a server.
+pub fn load(opts: &LoadOptions<'_>) -> Result<Settings, Error> {
+    resolve::resolve(opts, true)?.settings(true)
+}
+
+/// One resolved value and where it came from, for `config show`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resolved {
+    /// Dotted key, for example `database.port`.
+    pub key: String,
+    /// The value as text; `[redacted]` for a secret; `None` when unset.
+    pub value: Option<String>,
+    /// Where it came from: `environments/prod.toml`, `env ECOMIND_DB_PORT`,
+    /// `flag --port`, `default`, ...
+    pub source: String,
+}
+
+/// Every resolved value of one environment, for `config show`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explanation {
+    /// The environment.
+    pub env: String,
+    /// Where the environment files were found.
+    pub environments: String,
+    /// The environment file used (`environments/prod.toml`, or `embedded environments/prod.toml`).
+    pub file: String,
+    /// `managed cluster in <root>` or `server user@host:port/dbname`.
+    pub target: String,
+    /// Each key with its winning value and source.
+    pub values: Vec<Resolved>,
+    /// Warnings about the environment (unknown `ECOMIND_DB_*` variables, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Resolves an environment like [`load`] but without reading secret files,
+/// and reports every value with the source that won.
+pub fn explain(opts: &LoadOptions<'_>) -> Result<Explanation, Error> {
+    let resolution = resolve::resolve(opts, true)?;
+    let settings = resolution.settings(false)?;
+    let mut values = Vec::new();
+    for key in schema::KEYS {
+        let value = resolution
+            .figment
+            .find_value(key.name)
+            .ok()
+            .map(|value| match value {
+                figment::value::Value::String(_, text) => text,
+                figment::value::Value::Bool(_, flag) => flag.to_string(),
+                figment::value::Value::Num(_, number) => number
+                    .to_u128()
+                    .map_or_else(|| format!("{number:?}"), |number| number.to_string()),
+                other => format!("{other:?}"),
+            });
+        let mut source = resolution
+            .source(key.name)
+            .map(|(name, _)| name)
+            .unwrap_or_else(|| "unset".to_owned());
+        let mut value = value;
+        if key.name == "database.target" {
+            if let Some(by) = value
+                .as_deref()
+                .and_then(|target| resolution.server_override(target))
+            {
+                value = Some("server".to_owned());
+                source =
+                    format!("{by} (a host setting above {source} overrides target = \"managed\")");
+            }
+        }
+        values.push(Resolved {
+            key: key.name.to_owned(),
+            value,
+            source,
+        });
+    }
+    let (value, source) = match &resolution.password {
+        Some((_, source)) => (Some("[redacted]".to_owned()), source.describe()),
+        None => (None, "unset".to_owned()),
+    };
+    values.push(Resolved {
+        key: schema::PASSWORD.to_owned(),
+        value,
+        source,
+    });
+    let target = match &settings.target {
+        Target::Managed { root, dbname } => {
+            format!("managed cluster in {}, database {dbname}", root.display())
+        }
+        Target::Server(server) => format!("server {}", server.describe()),
+    };
+    Ok(Explanation {
+        env: resolution.env.clone(),
+        environments: resolution.location.to_string(),
+        file: resolution.file_label.clone(),
+        target,
+        values,
+        warnings: resolution.warnings,
+    })
+}
+
+/// Which environments [`check`] validates.
+#[derive(Debug, Clone, Copy)]
+pub enum CheckScope<'a> {
+    /// One environment (`config check --env E`).
+    One(&'a str),
+    /// Every environment file found (`config check --all`).
+    All,
+}
+
+/// The outcome of checking one environment file.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The environment.
+    pub env: String,
+    /// The file checked.
+    pub file: String,
+    /// Every problem found; empty means the file is valid.
+    pub problems: Vec<Error>,
+}
+
+impl CheckReport {
+    /// Whether the file is valid.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Validates environment files without connecting and without reading
+/// variables or secret files: TOML syntax, unknown keys (with the closest
+/// known key), types, ports, literal passwords, and that the file's settings
+/// form a usable target. An unknown environment name is an error that lists
+/// the known ones.
+pub fn check(
+    scope: CheckScope<'_>,
+    environments_dir: Option<&Path>,
+) -> Result<Vec<CheckReport>, Error> {
+    let location = resolve::locate(environments_dir)?;
+    let names = match scope {
+        CheckScope::One(env) => {
+            resolve::read_env_file(&location, env)?;
+            vec![env.to_owned()]
+        }
+        CheckScope::All => resolve::environments(&location),
+    };
+    let flags = Flags::default();
+    let mut reports = Vec::new();
+    for env in names {
+        let file = resolve::read_env_file(&location, &env)?;
+        let problems = match resolve::parse_file(&file, &env) {
+            Err(problems) => problems,
+            Ok(_) => {
+                let opts = LoadOptions {
+                    env: &env,
+                    environments_dir,
+                    flags: &flags,
+                };
+                match resolve::resolve(&opts, false)
+                    .and_then(|resolution| resolution.settings(false))
+                {
+                    Ok(_) => Vec::new(),
+                    Err(err) => vec![err],
+                }
+            }
+        };
+        reports.push(CheckReport {
+            env,
+            file: file.label,
+            problems,
+        });
+    }
+    Ok(reports)
+}
+
+/// The environment names available: in `dir` if given, else where [`load`]
+/// would look. Sorted; empty if the folder cannot be read.
+pub fn known_environments(dir: Option<&Path>) -> Vec<String> {
+    resolve::locate(dir)
+        .map(|location| resolve::environments(&location))
+        .unwrap_or_default()
+}

@@ -1,0 +1,376 @@
+//! The keys an environment file may set, their types, their `ECOMIND_DB_*`
+//! variables, and the validation shared by every layer.
+
+use std::time::Duration;
+
+use figment::value::Value;
+
+use crate::{Error, SslMode};
+
+/// The type of a key's value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// Free text (names).
+    Text,
+    /// One host name or socket folder, or several separated by commas.
+    Hosts,
+    /// A TCP port, 1..=65535.
+    Port,
+    /// A duration with a unit (`500ms`, `5s`, `2min`, `1h`), or `0` for none.
+    Duration,
+    /// `true` or `false`.
+    Bool,
+    /// A libpq sslmode.
+    SslMode,
+    /// `managed` or `server`.
+    Target,
+    /// A file or folder; relative paths in a file are resolved against the repository root.
+    Path,
+}
+
+/// One key of the environment file.
+pub(crate) struct Key {
+    /// Dotted name: section.key.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// The `ECOMIND_DB_*` variable that sets it.
+    pub var: &'static str,
+}
+
+/// The keys that go through figment; secrets (`database.password`,
+/// `database.password_file`) are handled apart so they never enter it.
+pub(crate) const KEYS: &[Key] = &[
+    Key {
+        name: "database.target",
+        kind: Kind::Target,
+        var: "ECOMIND_DB_TARGET",
+    },
+    Key {
+        name: "database.managed_root",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_MANAGED_ROOT",
+    },
+    Key {
+        name: "database.host",
+        kind: Kind::Hosts,
+        var: "ECOMIND_DB_HOST",
+    },
+    Key {
+        name: "database.port",
+        kind: Kind::Port,
+        var: "ECOMIND_DB_PORT",
+    },
+    Key {
+        name: "database.dbname",
+        kind: Kind::Text,
+        var: "ECOMIND_DB_DBNAME",
+    },
+    Key {
+        name: "database.user",
+        kind: Kind::Text,
+        var: "ECOMIND_DB_USER",
+    },
+    Key {
+        name: "database.sslmode",
+        kind: Kind::SslMode,
+        var: "ECOMIND_DB_SSLMODE",
+    },
+    Key {
+        name: "database.sslrootcert",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_SSLROOTCERT",
+    },
+    Key {
+        name: "database.connect_timeout",
+        kind: Kind::Duration,
+        var: "ECOMIND_DB_CONNECT_TIMEOUT",
+    },
+    Key {
+        name: "policy.lock_wait",
+        kind: Kind::Duration,
+        var: "ECOMIND_DB_LOCK_WAIT",
+    },
+    Key {
+        name: "policy.lock_timeout",
+        kind: Kind::Duration,
+        var: "ECOMIND_DB_LOCK_TIMEOUT",
+    },
+    Key {
+        name: "policy.statement_timeout",
+        kind: Kind::Duration,
+        var: "ECOMIND_DB_STATEMENT_TIMEOUT",
+    },
+    Key {
+        name: "policy.allow_rollback",
+        kind: Kind::Bool,
+        var: "ECOMIND_DB_ALLOW_ROLLBACK",
+    },
+    Key {
+        name: "policy.require_confirm",
+        kind: Kind::Bool,
+        var: "ECOMIND_DB_REQUIRE_CONFIRM",
+    },
+];
+
+/// The literal password key (allowed only in throwaway environments).
+pub(crate) const PASSWORD: &str = "database.password";
+/// The password file key.
+pub(crate) const PASSWORD_FILE: &str = "database.password_file";
+
+/// Variables with the `ECOMIND_DB_` prefix that are not settings but are ours.
+pub(crate) const OTHER_VARS: &[&str] = &[
+    "ECOMIND_DB_PASSWORD",
+    "ECOMIND_DB_PASSWORD_FILE",
+    "ECOMIND_DB_ENVIRONMENTS",
+    "ECOMIND_DB_ENV",
+    "ECOMIND_DB_BIN_DIR",
+    "ECOMIND_DB_LOG",
+];
+
+/// Environments in whose file a literal password is tolerated.
+pub(crate) const THROWAWAY_ENVIRONMENTS: &[&str] = &["dev", "ci", "test"];
+
+/// Looks up a key by its dotted name.
+pub(crate) fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|key| key.name == name)
+}
+
+/// Every dotted name an environment file may hold.
+pub(crate) fn all_file_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .map(|key| key.name)
+        .chain([PASSWORD, PASSWORD_FILE])
+}
+
+/// A raw value as found in a file or in a variable.
+pub(crate) enum Raw<'a> {
+    /// From a TOML file.
+    Toml(&'a toml::Value),
+    /// From a variable, flag or URL.
+    Text(&'a str),
+}
+
+fn toml_type(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(i) => format!("the integer {i}"),
+        toml::Value::Float(f) => format!("the number {f}"),
+        toml::Value::Boolean(b) => format!("the boolean {b}"),
+        toml::Value::Datetime(_) => "a date".to_owned(),
+        toml::Value::Array(_) => "an array".to_owned(),
+        toml::Value::Table(_) => "a table".to_owned(),
+    }
+}
+
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text => "a string",
+        Kind::Hosts => "a host name, a socket folder or a comma-separated list of them (a string)",
+        Kind::Port => "an integer between 1 and 65535",
+        Kind::Duration => "a duration string with a unit, such as \"500ms\", \"5s\", \"2min\" or \"1h\" (\"0\" for none)",
+        Kind::Bool => "true or false",
+        Kind::SslMode => "one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \"verify-full\"",
+        Kind::Target => "\"managed\" or \"server\"",
+        Kind::Path => "a path (a string)",
+    }
+}
+
+/// Checks a raw value against its key's type and returns the canonical value
+/// that goes into figment.
+pub(crate) fn validate(key: &Key, raw: Raw<'_>, origin: &str) -> Result<Value, Error> {
+    let wrong = |found: String| Error::WrongType {
+        origin: origin.to_owned(),
+        key: key.name.to_owned(),
+        expected: expected(key.kind).to_owned(),
+        found,
+    };
+    let text = match raw {
+        Raw::Text(text) => text,
+        Raw::Toml(value) => match (key.kind, value) {
+            (Kind::Port, toml::Value::Integer(port)) => {
+                return match u16::try_from(*port) {
+                    Ok(port) if port > 0 => Ok(Value::from(port)),
+                    _ => Err(Error::InvalidPort {
+                        origin: origin.to_owned(),
+                        key: key.name.to_owned(),
+                        value: port.to_string(),
+                    }),
+                };
+            }
+            (Kind::Bool, toml::Value::Boolean(b)) => return Ok(Value::from(*b)),
+            (Kind::Port | Kind::Bool, other) => return Err(wrong(toml_type(other))),
+            (_, toml::Value::String(s)) => s.as_str(),
+            (_, other) => return Err(wrong(toml_type(other))),
+        },
+    };
+    let invalid = |message: String| Error::InvalidValue {
+        origin: origin.to_owned(),
+        key: key.name.to_owned(),
+        message,
+    };
+    match key.kind {
+        Kind::Text => {
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    "it is empty: give a name or remove the key".to_owned(),
+                ));
+            }
+            Ok(Value::from(text.to_owned()))
+        }
+        Kind::Hosts => {
+            parse_hosts(text).map_err(invalid)?;
+            Ok(Value::from(text.to_owned()))
+        }
+        Kind::Port => match text.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Value::from(port)),
+            _ => Err(Error::InvalidPort {
+                origin: origin.to_owned(),
+                key: key.name.to_owned(),
+                value: format!("{text:?}"),
+            }),
+        },
+        Kind::Duration => {
+            parse_duration(text).map_err(|message| invalid(format!("{text:?}: {message}")))?;
+            Ok(Value::from(text.trim().to_owned()))
+        }
+        Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::from(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::from(false)),
+            _ => Err(wrong(format!("{text:?}"))),
+        },
+        Kind::SslMode => {
+            let mode: SslMode = text.parse().map_err(|_| wrong(format!("{text:?}")))?;
+            Ok(Value::from(mode.as_str().to_owned()))
+        }
+        Kind::Target => match text.trim() {
+            "managed" | "server" => Ok(Value::from(text.trim().to_owned())),
+            _ => Err(wrong(format!("{text:?}"))),
+        },
+        Kind::Path => {
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    "it is empty: give a path or remove the key".to_owned(),
+                ));
+            }
+            Ok(Value::from(text.to_owned()))
+        }
+    }
+}
+
+/// Splits a host list; each entry is a host name, an IP address or an absolute socket folder.
+pub(crate) fn parse_hosts(text: &str) -> Result<Vec<String>, String> {
+    let hosts: Vec<String> = text.split(',').map(|host| host.trim().to_owned()).collect();
+    if hosts.iter().any(String::is_empty) {
+        return Err(format!(
+            "{text:?} has an empty host: write host names separated by single commas"
+        ));
+    }
+    Ok(hosts)
+}
+
+/// Parses `500ms`, `5s`, `2min`, `1h`, `1d` or a bare `0`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "write a whole number followed by a unit (ms, s, min, h, d)".to_owned())?;
+    let seconds = |factor: u64| {
+        number
+            .checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| "the duration is too long".to_owned())
+    };
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => seconds(1),
+        "min" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        "" => Err("add a unit (ms, s, min, h, d), for example \"5s\"".to_owned()),
+        other => Err(format!("unknown unit {other:?}: use ms, s, min, h or d")),
+    }
+}
+
+/// The known name closest to `wanted`, if it is close enough to be a typo.
+pub(crate) fn closest<'a>(
+    wanted: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let wanted_last = wanted.rsplit('.').next().unwrap_or(wanted);
+    known
+        .into_iter()
+        .map(|name| {
+            let last = name.rsplit('.').next().unwrap_or(name);
+            let distance = levenshtein(wanted, name).min(levenshtein(wanted_last, last));
+            (distance, name)
+        })
+        .filter(|(distance, name)| *distance <= (name.len().max(wanted.len()) / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (text, expected) in [
+            ("0", Some(Duration::ZERO)),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("5s", Some(Duration::from_secs(5))),
+            ("2min", Some(Duration::from_secs(120))),
+            ("1h", Some(Duration::from_secs(3600))),
+            (" 3 s ", Some(Duration::from_secs(3))),
+            ("5", None),
+            ("s", None),
+            ("5 weeks", None),
+            ("-1s", None),
+        ] {
+            assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let keys = || all_file_keys();
+        assert_eq!(closest("database.prot", keys()), Some("database.port"));
+        assert_eq!(closest("database.sslmod", keys()), Some("database.sslmode"));
+        assert_eq!(
+            closest("policy.lock_timout", keys()),
+            Some("policy.lock_timeout")
+        );
+        assert_eq!(
+            closest("database.passwordfile", keys()),
+            Some("database.password_file")
+        );
+        assert_eq!(closest("database.completely_else", keys()), None);
+        assert_eq!(closest("prd", ["dev", "staging", "prod"]), Some("prod"));
+    }
+}

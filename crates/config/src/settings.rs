@@ -1,0 +1,254 @@
+//! The typed result of loading an environment: where the database is and what
+//! the environment's policy allows.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use secrecy::SecretString;
+
+/// An environment's resolved settings.
+///
+/// `Debug` is derived but safe: the only secret is a [`SecretString`], whose
+/// `Debug` prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The environment's name (`dev`, `staging`, `prod`, ...).
+    pub env: String,
+    /// The database to work on.
+    pub target: Target,
+    /// What the environment allows.
+    pub policy: Policy,
+    /// Where the environment files were found.
+    pub environments: EnvironmentsLocation,
+    /// Things worth telling the user that are not errors (an unknown
+    /// `ECOMIND_DB_*` variable, for example); the CLI prints them on stderr.
+    pub warnings: Vec<String>,
+}
+
+/// The database an environment points at.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The cluster the tool manages itself (dev's default). The caller starts
+    /// it under `root` (for example with `ecomind_snapshot`) and then connects
+    /// with [`Server::local_socket`].
+    Managed {
+        /// The cluster's folder, for example `<repo>/.dev-db`.
+        root: PathBuf,
+        /// The database inside it.
+        dbname: String,
+    },
+    /// A server reached over TCP or a unix socket.
+    Server(Server),
+}
+
+/// How to reach a PostgreSQL server. Built by [`crate::load`] or by
+/// [`Server::local_socket`]; the password can only be set, never read back.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Host names, IP addresses or absolute socket folders, tried in order.
+    pub hosts: Vec<String>,
+    /// The port (for a socket folder: the number in the socket file's name).
+    pub port: u16,
+    /// The database name.
+    pub dbname: String,
+    /// The role to log in as.
+    pub user: String,
+    pub(crate) password: Option<SecretString>,
+    /// Where the password came from, for messages (`env PGPASSWORD`, ...).
+    pub(crate) password_origin: Option<String>,
+    /// How TLS is negotiated and verified.
+    pub sslmode: SslMode,
+    /// The CA certificate file (PEM) for `verify-ca` / `verify-full`, or
+    /// `system` for the operating system's trust store.
+    pub sslrootcert: Option<PathBuf>,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+}
+
+impl Server {
+    /// A server on a unix socket, with no password and no TLS (sockets never use TLS).
+    pub fn local_socket(socket_dir: &Path, port: u16, user: &str, dbname: &str) -> Server {
+        Server {
+            hosts: vec![socket_dir.display().to_string()],
+            port,
+            dbname: dbname.to_owned(),
+            user: user.to_owned(),
+            password: None,
+            password_origin: None,
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the password; `origin` says where it came from, for error messages
+    /// (for example `"sandbox"` or `"env PGPASSWORD"`).
+    pub fn with_password(mut self, password: SecretString, origin: &str) -> Server {
+        self.password = Some(password);
+        self.password_origin = Some(origin.to_owned());
+        self
+    }
+
+    /// Whether a password is set (its value is never readable outside this crate).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Where the password came from, if there is one.
+    pub fn password_origin(&self) -> Option<&str> {
+        self.password_origin.as_deref()
+    }
+
+    /// `user@host:port/dbname`, for messages; never contains a password.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.user,
+            self.hosts.join(","),
+            self.port,
+            self.dbname
+        )
+    }
+}
+
+/// libpq's `sslmode`: whether TLS is used and what is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SslMode {
+    /// Plain TCP, never TLS.
+    Disable,
+    /// TLS if the server offers it, without verifying the certificate (libpq's default).
+    Prefer,
+    /// TLS or fail; the certificate is verified against `sslrootcert` only if one is set.
+    Require,
+    /// TLS, and the certificate must be signed by the CA in `sslrootcert`.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an [`SslMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sslmode {0:?}: use disable, prefer, require, verify-ca or verify-full")]
+pub struct ParseSslModeError(String);
+
+impl FromStr for SslMode {
+    type Err = ParseSslModeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            _ => Err(ParseSslModeError(text.to_owned())),
+        }
+    }
+}
+
+/// What an environment allows migration runs to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// How long `migrate` waits for the advisory lock held by another run.
+    pub lock_wait: Duration,
+    /// `SET lock_timeout` for migration sessions; `None` means no limit.
+    pub lock_timeout: Option<Duration>,
+    /// `SET statement_timeout` for migration sessions; `None` means no limit.
+    pub statement_timeout: Option<Duration>,
+    /// Whether `rollback` may run at all.
+    pub allow_rollback: bool,
+    /// Whether destructive commands need `--confirm <env>`.
+    pub require_confirm: bool,
+}
+
+impl Policy {
+    /// Checks a `--confirm` value for a destructive command: passing it is
+    /// always accepted when it names this environment, and required when the
+    /// policy says so.
+    pub fn check_confirm(&self, env: &str, confirm: Option<&str>) -> Result<(), ConfirmError> {
+        match confirm {
+            Some(given) if given == env => Ok(()),
+            Some(given) => Err(ConfirmError::Mismatch {
+                env: env.to_owned(),
+                given: given.to_owned(),
+            }),
+            None if self.require_confirm => Err(ConfirmError::Required {
+                env: env.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A destructive command was not confirmed as the policy requires.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// The policy requires `--confirm` and none was given.
+    #[error("environment `{env}` requires confirmation for this command: pass --confirm {env}")]
+    Required {
+        /// The environment.
+        env: String,
+    },
+    /// `--confirm` names another environment.
+    #[error("--confirm {given} does not match environment `{env}`: pass --confirm {env}")]
+    Mismatch {
+        /// The environment.
+        env: String,
+        /// What was passed.
+        given: String,
+    },
+}
+
+/// Where the environment files came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentsLocation {
+    /// A folder on disk.
+    Dir {
+        /// The folder.
+        path: PathBuf,
+        /// How it was found: `flag --environments`, `env ECOMIND_DB_ENVIRONMENTS`
+        /// or `found upward from the working directory`.
+        how: String,
+    },
+    /// The copies embedded in the binary at build time.
+    Embedded,
+}
+
+impl fmt::Display for EnvironmentsLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvironmentsLocation::Dir { path, how } => write!(f, "{} ({how})", path.display()),
+            EnvironmentsLocation::Embedded => {
+                f.write_str("the copies embedded in the binary at build time")
+            }
+        }
+    }
+}
