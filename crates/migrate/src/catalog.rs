@@ -1,0 +1,325 @@
+//! The migration catalog: the `V{n}__{name}.sql` files, checked before anything connects.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::split;
+use crate::Error;
+
+/// The first-line directive of a migration that must run outside a transaction.
+pub const NO_TRANSACTION: &str = "-- ecomind:no-transaction";
+/// The first-line directive of a migration that has no down file and cannot be rolled back.
+pub const IRREVERSIBLE: &str = "-- ecomind:irreversible";
+const DIRECTIVE_PREFIX: &str = "-- ecomind:";
+
+/// One versioned migration: its up script, its down script, and how it must run.
+#[derive(Clone)]
+pub struct Migration {
+    version: i32,
+    name: String,
+    up: String,
+    down: Option<String>,
+    transactional: bool,
+    checksum: u64,
+}
+
+impl Migration {
+    /// The version, unique across the catalog.
+    pub fn version(&self) -> i32 {
+        self.version
+    }
+
+    /// The name after `V{n}__`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The up script's file name, as it appears in the folder.
+    pub fn file_name(&self) -> String {
+        format!("V{}__{}.sql", self.version, self.name)
+    }
+
+    /// The down script's file name.
+    pub fn down_file_name(&self) -> String {
+        format!("V{}__{}.down.sql", self.version, self.name)
+    }
+
+    /// The up script.
+    pub fn up_sql(&self) -> &str {
+        &self.up
+    }
+
+    /// The down script, `None` for a migration marked irreversible.
+    pub fn down_sql(&self) -> Option<&str> {
+        self.down.as_deref()
+    }
+
+    /// False for a migration whose first line is the no-transaction directive.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// The checksum refinery computes for this migration, so refinery's own tools agree with ours.
+    pub fn checksum(&self) -> u64 {
+        self.checksum
+    }
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("version", &self.version)
+            .field("name", &self.name)
+            .field("transactional", &self.transactional)
+            .field("reversible", &self.down.is_some())
+            .finish()
+    }
+}
+
+/// Every migration of a folder, ordered by version.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    migrations: Vec<Migration>,
+}
+
+/// What a file name says it is.
+enum FileKind {
+    Up,
+    Down,
+}
+
+impl Catalog {
+    /// Loads every migration of a folder (not recursive: migrations live side by side).
+    pub fn load_dir(dir: &Path) -> Result<Catalog, Error> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadCatalog {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::ReadCatalog {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let path = entry.path();
+            if !path.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.eq_ignore_ascii_case("README.md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadCatalog {
+                path: path.display().to_string(),
+                source,
+            })?;
+            files.push((name, text));
+        }
+        Catalog::from_files(files)
+    }
+
+    /// Builds a catalog from `(file name, contents)` pairs, such as the copies embedded in the binary.
+    pub fn from_files<N, T>(files: impl IntoIterator<Item = (N, T)>) -> Result<Catalog, Error>
+    where
+        N: AsRef<str>,
+        T: AsRef<str>,
+    {
+        let mut ups: BTreeMap<i32, (String, String, String)> = BTreeMap::new();
+        let mut downs: BTreeMap<i32, (String, String, String)> = BTreeMap::new();
+        for (file, text) in files {
+            let (file, text) = (file.as_ref(), text.as_ref());
+            let (kind, version, name) = parse_file_name(file)?;
+            let slot = match kind {
+                FileKind::Up => &mut ups,
+                FileKind::Down => &mut downs,
+            };
+            if let Some((other, _, _)) = slot.get(&version) {
+                let (first, second) = if other.as_str() < file {
+                    (other.as_str(), file)
+                } else {
+                    (file, other.as_str())
+                };
+                return Err(Error::DuplicateVersion {
+                    version,
+                    first: first.to_owned(),
+                    second: second.to_owned(),
+                });
+            }
+            slot.insert(version, (file.to_owned(), name, text.to_owned()));
+        }
+
+        let mut migrations = Vec::with_capacity(ups.len());
+        for (version, (file, name, up)) in ups {
+            let directives = directives(&file, &up)?;
+            check_not_empty(&file, &up)?;
+            let down = match downs.remove(&version) {
+                Some((down_file, down_name, down)) => {
+                    if down_name != name {
+                        return Err(Error::InvalidCatalog {
+                            file: down_file,
+                            reason: format!("its name does not match the up file {file}"),
+                        });
+                    }
+                    if directives.irreversible {
+                        return Err(Error::InvalidCatalog {
+                            file,
+                            reason: format!(
+                                "it is marked irreversible but has a down file {down_file}; delete one of the two"
+                            ),
+                        });
+                    }
+                    directives_of_down(&down_file, &down)?;
+                    check_not_empty(&down_file, &down)?;
+                    Some(down)
+                }
+                None if directives.irreversible => None,
+                None => {
+                    return Err(Error::InvalidCatalog {
+                        file,
+                        reason: format!(
+                            "it has no down file; write V{version}__{name}.down.sql, or start the up file with `{IRREVERSIBLE}`"
+                        ),
+                    })
+                }
+            };
+            let checksum = refinery_core::Migration::unapplied(&format!("V{version}__{name}"), &up)
+                .map_err(|e| Error::InvalidCatalog {
+                    file: file.clone(),
+                    reason: e.to_string(),
+                })?
+                .checksum();
+            migrations.push(Migration {
+                version,
+                name,
+                up,
+                down,
+                transactional: !directives.no_transaction,
+                checksum,
+            });
+        }
+        if let Some((_, (down_file, _, _))) = downs.into_iter().next() {
+            return Err(Error::InvalidCatalog {
+                file: down_file,
+                reason: "it has no up file with the same version and name".to_owned(),
+            });
+        }
+        Ok(Catalog { migrations })
+    }
+
+    /// The migrations, lowest version first.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// The migration with this version.
+    pub fn get(&self, version: i32) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+
+    /// The highest version, if any.
+    pub fn head(&self) -> Option<i32> {
+        self.migrations.last().map(|m| m.version)
+    }
+}
+
+fn parse_file_name(file: &str) -> Result<(FileKind, i32, String), Error> {
+    let invalid = |reason: &str| Error::InvalidCatalog {
+        file: file.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (stem, kind) = if let Some(stem) = file.strip_suffix(".down.sql") {
+        (stem, FileKind::Down)
+    } else if let Some(stem) = file.strip_suffix(".sql") {
+        (stem, FileKind::Up)
+    } else {
+        return Err(invalid(
+            "only V{n}__{name}.sql and V{n}__{name}.down.sql files belong in the migrations folder",
+        ));
+    };
+    let malformed = "its name is not V{n}__{snake_name}.sql (n a positive whole number, name of lowercase letters, digits and _)";
+    let rest = stem.strip_prefix('V').ok_or_else(|| invalid(malformed))?;
+    let (digits, name) = rest.split_once("__").ok_or_else(|| invalid(malformed))?;
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return Err(invalid(malformed));
+    }
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(invalid(malformed));
+    }
+    let version: i32 = digits
+        .parse()
+        .map_err(|_| invalid("its version does not fit in a 32-bit integer"))?;
+    if version == 0 {
+        return Err(invalid("versions start at 1"));
+    }
+    Ok((kind, version, name.to_owned()))
+}
+
+#[derive(Default)]
+struct Directives {
+    no_transaction: bool,
+    irreversible: bool,
+}
+
+/// Reads the directives on the leading comment lines of an up file; an unknown one is an error.
+fn directives(file: &str, text: &str) -> Result<Directives, Error> {
+    let mut found = Directives::default();
+    for line in leading_directive_lines(text) {
+        match line {
+            NO_TRANSACTION => found.no_transaction = true,
+            IRREVERSIBLE => found.irreversible = true,
+            other => {
+                return Err(Error::InvalidCatalog {
+                    file: file.to_owned(),
+                    reason: format!(
+                        "unknown directive `{other}`; the known ones are `{NO_TRANSACTION}` and `{IRREVERSIBLE}`"
+                    ),
+                })
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A down file may only say `no-transaction`.
+fn directives_of_down(file: &str, text: &str) -> Result<(), Error> {
+    let found = directives(file, text)?;
+    if found.irreversible {
+        return Err(Error::InvalidCatalog {
+            file: file.to_owned(),
+            reason: format!("`{IRREVERSIBLE}` belongs on the up file"),
+        });
+    }
+    Ok(())
+}
+
+fn leading_directive_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("--"))
+        .filter(|l| l.starts_with(DIRECTIVE_PREFIX))
+}
+
+fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
+    let statements = split::statements(text).map_err(|e| Error::InvalidCatalog {
+        file: file.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if statements.is_empty() {
+        return Err(Error::InvalidCatalog {
+            file: file.to_owned(),
+            reason: "it has no SQL statement".to_owned(),
+        });
+    }
+    Ok(())
+}

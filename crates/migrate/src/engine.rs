@@ -1,0 +1,585 @@
+//! Planning and applying migrations: status, the plan, and the apply loop.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Migration};
+use crate::history::{self, AppliedMigration, EventRow};
+use crate::{lock, split, Error};
+
+/// Who runs the engine, as recorded in the event log.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// The operating-system user.
+    pub os_user: String,
+    /// The host the tool runs on.
+    pub host: String,
+    /// The tool's version.
+    pub tool_version: String,
+}
+
+/// How to migrate. Every safety-relevant choice is explicit: there is no `Default`.
+#[derive(Clone, Debug)]
+pub struct MigrateOptions<'a> {
+    /// Apply up to and including this version; `None` applies everything pending.
+    pub target: Option<i32>,
+    /// How long to wait for another run's migration lock before giving up.
+    pub lock_wait: Duration,
+    /// `lock_timeout` for the migration statements; `None` keeps the server's setting.
+    pub lock_timeout: Option<Duration>,
+    /// `statement_timeout` for the migration statements; `None` keeps the server's setting.
+    pub statement_timeout: Option<Duration>,
+    /// Apply a never-applied migration whose version is below the applied head instead of refusing.
+    pub allow_out_of_order: bool,
+    /// Recorded in the event log.
+    pub actor: &'a Actor,
+}
+
+/// What the engine tells its caller while it works; the caller decides how to show it.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The plan is known: these migrations will be applied, in this order.
+    Planned(&'a [&'a Migration]),
+    /// A migration starts.
+    Started(&'a Migration),
+    /// A migration is applied and recorded.
+    Applied(&'a Migration, Duration),
+}
+
+/// One migration applied by a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppliedStep {
+    /// The version.
+    pub version: i32,
+    /// The name.
+    pub name: String,
+    /// Wall time from start to commit.
+    pub duration_ms: f64,
+    /// False when it ran outside a transaction.
+    pub transactional: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MigrateReport {
+    /// The migrations this run applied, in order.
+    pub applied: Vec<AppliedStep>,
+    /// The highest applied version once the run ended.
+    pub head: Option<i32>,
+}
+
+/// A migration not applied yet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pending {
+    /// The version.
+    pub version: i32,
+    /// The name.
+    pub name: String,
+}
+
+/// A disagreement between the history and the files. Any of them stops `migrate` before it changes anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// An applied migration's file changed since it was applied.
+    ChecksumChanged {
+        /// The version.
+        version: i32,
+        /// The file as it is now.
+        file: String,
+        /// The name in the history.
+        applied_name: String,
+    },
+    /// An applied migration has no file any more.
+    MissingFile {
+        /// The version.
+        version: i32,
+        /// The name in the history.
+        applied_name: String,
+    },
+    /// A never-applied file has a version below the applied head.
+    OutOfOrder {
+        /// The version.
+        version: i32,
+        /// The file.
+        file: String,
+        /// The highest applied version.
+        head: i32,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::ChecksumChanged { version, file, applied_name } => write!(
+                f,
+                "{file} changed after it was applied as V{version}__{applied_name} (checksum differs); restore the file as it was applied and put the change in a new migration"
+            ),
+            Problem::MissingFile { version, applied_name } => write!(
+                f,
+                "V{version}__{applied_name} is applied but its file V{version}__{applied_name}.sql is missing; restore it"
+            ),
+            Problem::OutOfOrder { version, file, head } => write!(
+                f,
+                "{file} (version {version}) was never applied and is older than the applied head V{head}; give it a version above {head}, or pass --allow-out-of-order if applying it late is safe"
+            ),
+        }
+    }
+}
+
+/// An index that `CREATE INDEX CONCURRENTLY` left invalid when it was interrupted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InvalidIndex {
+    /// Its schema.
+    pub schema: String,
+    /// Its table.
+    pub table: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for InvalidIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} on {}", self.schema, self.name, self.table)
+    }
+}
+
+/// Where a database stands against the catalog.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Applied migrations, from the history.
+    pub applied: Vec<AppliedMigration>,
+    /// Migrations of the catalog not applied yet.
+    pub pending: Vec<Pending>,
+    /// Disagreements between history and files.
+    pub problems: Vec<Problem>,
+    /// Invalid indexes that need repair.
+    pub invalid_indexes: Vec<InvalidIndex>,
+}
+
+impl Status {
+    /// True when something needs a human: divergence or a half-done migration.
+    pub fn needs_attention(&self) -> bool {
+        !self.problems.is_empty() || !self.invalid_indexes.is_empty()
+    }
+}
+
+/// Reads where the database stands, without taking the lock or changing anything.
+pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
+    let applied = history::read(client)?;
+    let (pending, problems) = plan(catalog, &applied, false);
+    let invalid_indexes = invalid_indexes(client)?;
+    Ok(Status {
+        pending: pending
+            .iter()
+            .map(|m| Pending {
+                version: m.version(),
+                name: m.name().to_owned(),
+            })
+            .collect(),
+        applied,
+        problems,
+        invalid_indexes,
+    })
+}
+
+/// Compares the history with the catalog: what is pending, and what disagrees.
+fn plan<'c>(
+    catalog: &'c Catalog,
+    applied: &[AppliedMigration],
+    allow_out_of_order: bool,
+) -> (Vec<&'c Migration>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let applied_by_version: BTreeMap<i32, &AppliedMigration> =
+        applied.iter().map(|a| (a.version, a)).collect();
+    for a in applied {
+        match catalog.get(a.version) {
+            None => problems.push(Problem::MissingFile {
+                version: a.version,
+                applied_name: a.name.clone(),
+            }),
+            Some(m) if m.checksum().to_string() != a.checksum || m.name() != a.name => problems
+                .push(Problem::ChecksumChanged {
+                    version: a.version,
+                    file: m.file_name(),
+                    applied_name: a.name.clone(),
+                }),
+            Some(_) => {}
+        }
+    }
+    let head = applied.iter().map(|a| a.version).max();
+    let mut pending = Vec::new();
+    for m in catalog.migrations() {
+        if applied_by_version.contains_key(&m.version()) {
+            continue;
+        }
+        if let Some(head) = head.filter(|&h| m.version() < h) {
+            if !allow_out_of_order {
+                problems.push(Problem::OutOfOrder {
+                    version: m.version(),
+                    file: m.file_name(),
+                    head,
+                });
+                continue;
+            }
+        }
+        pending.push(m);
+    }
+    (pending, problems)
+}
+
+/// Applies pending migrations under the migration lock, each committed together with its
+/// history row and its event-log row.
+pub fn migrate(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &MigrateOptions<'_>,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<MigrateReport, Error> {
+    if let Some(target) = options.target {
+        if catalog.get(target).is_none() {
+            return Err(Error::UnknownTarget(target));
+        }
+    }
+    prepare_session(client)?;
+    lock::acquire(client, options.lock_wait)?;
+    let result = migrate_locked(client, catalog, options, on_progress);
+    let released = lock::release(client);
+    match (result, released) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => Err(e),
+        // The first error is the one that matters; closing the connection releases the lock anyway.
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn migrate_locked(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &MigrateOptions<'_>,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<MigrateReport, Error> {
+    history::ensure_tables(client)?;
+    let applied = history::read(client)?;
+    let (mut pending, problems) = plan(catalog, &applied, options.allow_out_of_order);
+    if !problems.is_empty() {
+        return Err(Error::Diverged(problems));
+    }
+    let mut report = MigrateReport {
+        applied: Vec::new(),
+        head: applied.iter().map(|a| a.version).max(),
+    };
+    if let (Some(target), Some(head)) = (options.target, report.head) {
+        if target < head {
+            return Err(Error::TargetBelowHead { head, target });
+        }
+    }
+    if let Some(target) = options.target {
+        pending.retain(|m| m.version() <= target);
+    }
+    on_progress(Progress::Planned(&pending));
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    set_timeouts(client, options)?;
+    for migration in pending {
+        on_progress(Progress::Started(migration));
+        let started = Instant::now();
+        let outcome = if migration.is_transactional() {
+            apply_in_transaction(client, migration, options.actor)
+        } else {
+            apply_outside_transaction(client, migration, options.actor)
+        };
+        if let Err(failure) = outcome {
+            return Err(failure.into_error(migration, report));
+        }
+        let took = started.elapsed();
+        report.applied.push(AppliedStep {
+            version: migration.version(),
+            name: migration.name().to_owned(),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            transactional: migration.is_transactional(),
+        });
+        report.head = Some(
+            report
+                .head
+                .map_or(migration.version(), |h| h.max(migration.version())),
+        );
+        on_progress(Progress::Applied(migration, took));
+    }
+    Ok(report)
+}
+
+/// Session settings for every engine connection.
+fn prepare_session(client: &mut Client) -> Result<(), Error> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .map_err(Error::db("cannot read the server version"))?
+        .get(0);
+    if version >= 140000 {
+        // If this process dies mid-migration, the server notices within a second, rolls the
+        // migration back and frees the migration lock, instead of finishing a long statement first.
+        client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .map_err(Error::db("cannot set client_connection_check_interval"))?;
+    }
+    Ok(())
+}
+
+fn set_timeouts(client: &mut Client, options: &MigrateOptions<'_>) -> Result<(), Error> {
+    let mut sql = String::new();
+    if let Some(t) = options.lock_timeout {
+        sql.push_str(&format!("SET lock_timeout = {};", t.as_millis()));
+    }
+    if let Some(t) = options.statement_timeout {
+        sql.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
+    }
+    if sql.is_empty() {
+        return Ok(());
+    }
+    client
+        .batch_execute(&sql)
+        .map_err(Error::db("cannot set the migration timeouts"))
+}
+
+/// Why one migration did not apply, before it is turned into an [`Error`] with the report.
+enum Failure {
+    Engine(Error),
+    RolledBack(String),
+    HalfApplied { detail: String, state: String },
+}
+
+impl Failure {
+    fn into_error(self, migration: &Migration, report: MigrateReport) -> Error {
+        match self {
+            Failure::Engine(e) => e,
+            Failure::RolledBack(detail) => Error::MigrationFailed {
+                file: migration.file_name(),
+                detail,
+                report,
+            },
+            Failure::HalfApplied { detail, state } => Error::HalfApplied {
+                file: migration.file_name(),
+                detail,
+                state,
+                report,
+            },
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+fn apply_in_transaction(
+    client: &mut Client,
+    migration: &Migration,
+    actor: &crate::Actor,
+) -> Result<(), Failure> {
+    let statements = split::statements(migration.up_sql()).map_err(|e| {
+        Failure::Engine(Error::InvalidCatalog {
+            file: migration.file_name(),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut tx = client
+        .transaction()
+        .map_err(Error::db("cannot begin a transaction"))?;
+    let started_at = history::server_now(&mut tx)?;
+    for (index, statement) in statements.iter().enumerate() {
+        if let Err(e) = tx.batch_execute(statement.sql) {
+            let detail = describe_failure(index, statements.len(), statement, &e);
+            // Dropping the transaction rolls it back: nothing of this migration stays.
+            drop(tx);
+            record_failure(client, migration, actor, started_at, &detail);
+            return Err(Failure::RolledBack(detail));
+        }
+    }
+    history::record_applied(
+        &mut tx,
+        migration.version(),
+        migration.name(),
+        migration.checksum(),
+    )?;
+    history::record_event(
+        &mut tx,
+        actor,
+        &EventRow {
+            version: migration.version(),
+            name: migration.name(),
+            direction: "up",
+            outcome: "applied",
+            started_at,
+            error: None,
+        },
+    )?;
+    tx.commit()
+        .map_err(Error::db("cannot commit the migration"))?;
+    Ok(())
+}
+
+fn apply_outside_transaction(
+    client: &mut Client,
+    migration: &Migration,
+    actor: &crate::Actor,
+) -> Result<(), Failure> {
+    let statements = split::statements(migration.up_sql()).map_err(|e| {
+        Failure::Engine(Error::InvalidCatalog {
+            file: migration.file_name(),
+            reason: e.to_string(),
+        })
+    })?;
+    let before = invalid_indexes(client)?;
+    if !before.is_empty() {
+        return Err(Failure::Engine(Error::InvalidIndexes(before)));
+    }
+    let started_at = history::server_now(client)?;
+    for (index, statement) in statements.iter().enumerate() {
+        // One statement per simple query: a multi-statement query would run in an implicit
+        // transaction block, where CREATE INDEX CONCURRENTLY is refused.
+        if let Err(e) = client.batch_execute(statement.sql) {
+            let detail = describe_failure(index, statements.len(), statement, &e);
+            let left = invalid_indexes(client).unwrap_or_default();
+            let state = half_done_state(index, &left);
+            record_failure(client, migration, actor, started_at, &detail);
+            return Err(Failure::HalfApplied { detail, state });
+        }
+    }
+    let left = invalid_indexes(client)?;
+    if !left.is_empty() {
+        let detail = "every statement succeeded but invalid indexes remain".to_owned();
+        let state = half_done_state(statements.len(), &left);
+        record_failure(client, migration, actor, started_at, &detail);
+        return Err(Failure::HalfApplied { detail, state });
+    }
+    let mut tx = client
+        .transaction()
+        .map_err(Error::db("cannot begin a transaction"))?;
+    history::record_applied(
+        &mut tx,
+        migration.version(),
+        migration.name(),
+        migration.checksum(),
+    )?;
+    history::record_event(
+        &mut tx,
+        actor,
+        &EventRow {
+            version: migration.version(),
+            name: migration.name(),
+            direction: "up",
+            outcome: "applied",
+            started_at,
+            error: None,
+        },
+    )?;
+    tx.commit()
+        .map_err(Error::db("cannot commit the migration's history row"))?;
+    Ok(())
+}
+
+fn half_done_state(completed: usize, invalid: &[InvalidIndex]) -> String {
+    let mut out = format!(
+        "{completed} statement(s) before it completed and stay applied; it is not recorded as applied"
+    );
+    if invalid.is_empty() {
+        out.push_str(". Undo or finish those statements by hand, then run migrate again");
+    } else {
+        let names: Vec<String> = invalid.iter().map(|i| i.to_string()).collect();
+        out.push_str(&format!(
+            ". It left invalid indexes: {}. Drop them with DROP INDEX CONCURRENTLY, then run migrate again",
+            names.join(", ")
+        ));
+    }
+    out
+}
+
+/// Writes the failed attempt to the event log, outside the rolled-back transaction.
+/// Best effort: the connection may be the thing that failed.
+fn record_failure(
+    client: &mut Client,
+    migration: &Migration,
+    actor: &crate::Actor,
+    started_at: std::time::SystemTime,
+    detail: &str,
+) {
+    let _ = history::record_event(
+        client,
+        actor,
+        &EventRow {
+            version: migration.version(),
+            name: migration.name(),
+            direction: "up",
+            outcome: "failed",
+            started_at,
+            error: Some(detail),
+        },
+    );
+}
+
+/// "statement 2 of 3 (line 7: `ALTER TABLE ...`): the server's message".
+fn describe_failure(
+    index: usize,
+    total: usize,
+    statement: &split::Statement<'_>,
+    error: &postgres::Error,
+) -> String {
+    let mut line = statement.line;
+    if let Some(postgres::error::ErrorPosition::Original(pos)) =
+        error.as_db_error().and_then(|d| d.position())
+    {
+        let upto: String = statement.sql.chars().take(*pos as usize).collect();
+        line += upto.matches('\n').count();
+    }
+    format!(
+        "statement {} of {} (line {}: `{}`): {}",
+        index + 1,
+        total,
+        line,
+        abbreviate(statement.sql),
+        crate::db_message(error)
+    )
+}
+
+fn abbreviate(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 100 {
+        let head: String = flat.chars().take(97).collect();
+        format!("{head}...")
+    } else {
+        flat
+    }
+}
+
+/// Invalid indexes outside the system schemas.
+pub(crate) fn invalid_indexes(client: &mut Client) -> Result<Vec<InvalidIndex>, Error> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, t.relname::text, i.relname::text \
+             FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_class t ON t.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = i.relnamespace \
+             WHERE NOT x.indisvalid \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%' \
+             ORDER BY 1, 3",
+            &[],
+        )
+        .map_err(Error::db("cannot look for invalid indexes"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| InvalidIndex {
+            schema: r.get(0),
+            table: r.get(1),
+            name: r.get(2),
+        })
+        .collect())
+}

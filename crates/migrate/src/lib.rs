@@ -1,0 +1,169 @@
+//! The EcoMind migration engine: the catalog of migration files, the plan, and applying it
+//! safely under an advisory lock, one transaction per migration together with its history row.
+//!
+//! refinery supplies the migration identity (name parsing rules and checksum) and the history
+//! table layout, so refinery's own tools can read our databases. The apply loop is ours because
+//! refinery commits a migration and its history row separately, takes no lock and cannot run a
+//! statement outside a transaction.
+
+pub mod catalog;
+mod engine;
+mod history;
+mod lock;
+pub mod split;
+
+pub use catalog::{Catalog, Migration};
+pub use engine::{
+    migrate, status, Actor, AppliedStep, InvalidIndex, MigrateOptions, MigrateReport, Pending,
+    Problem, Progress, Status,
+};
+pub use history::{AppliedMigration, EVENT_TABLE, HISTORY_TABLE};
+
+/// Everything the engine can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The migrations folder could not be read.
+    #[error("cannot read migrations from {path}")]
+    ReadCatalog {
+        /// The folder or file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the catalog is malformed.
+    #[error("migration file {file} is invalid: {reason}")]
+    InvalidCatalog {
+        /// The file name.
+        file: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Two files claim one version.
+    #[error("migration files {first} and {second} both have version {version}; give one of them a new version")]
+    DuplicateVersion {
+        /// The version.
+        version: i32,
+        /// One file.
+        first: String,
+        /// The other file.
+        second: String,
+    },
+    /// The database's history disagrees with the files: nothing was changed.
+    #[error("{}", describe_problems(.0))]
+    Diverged(Vec<Problem>),
+    /// Another run held the migration lock for longer than we were allowed to wait.
+    #[error("another migration run holds the migration lock on this database ({holder}); waited {waited_secs}s. Let it finish, or raise the lock wait")]
+    LockTimeout {
+        /// Who holds it: pid and application_name, as far as we can see.
+        holder: String,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+    /// `--to` names a version below what is applied.
+    #[error("the database is at version {head}, above the target {target}; migrate only goes up, use `rollback --to {target}` to go down")]
+    TargetBelowHead {
+        /// Highest applied version.
+        head: i32,
+        /// The requested target.
+        target: i32,
+    },
+    /// `--to` names a version that no file has.
+    #[error("there is no migration with version {0}")]
+    UnknownTarget(i32),
+    /// A migration failed; its transaction was rolled back, so nothing of it is applied.
+    #[error("migration {file} failed and was rolled back, nothing of it is applied: {detail}")]
+    MigrationFailed {
+        /// The up (or down) file.
+        file: String,
+        /// The statement, its line and the server's message.
+        detail: String,
+        /// The migrations that did apply before this one.
+        report: MigrateReport,
+    },
+    /// A non-transactional migration failed part way: some of it may be applied.
+    #[error("migration {file} runs outside a transaction and failed part way: {detail}. {state}")]
+    HalfApplied {
+        /// The up (or down) file.
+        file: String,
+        /// The statement, its line and the server's message.
+        detail: String,
+        /// What was left behind, and what to do about it.
+        state: String,
+        /// The migrations that did apply before this one.
+        report: MigrateReport,
+    },
+    /// Invalid indexes, left by an interrupted `CREATE INDEX CONCURRENTLY`, block a migration.
+    #[error("{}", describe_invalid(.0))]
+    InvalidIndexes(Vec<InvalidIndex>),
+    /// The server refused a query of the engine itself.
+    #[error("{context}: {}", db_message(.source))]
+    Database {
+        /// What the engine was doing.
+        context: String,
+        /// The server's error.
+        #[source]
+        source: postgres::Error,
+    },
+}
+
+impl Error {
+    /// True when the error means the database diverged from the files or needs repair (exit code 4).
+    pub fn needs_attention(&self) -> bool {
+        matches!(
+            self,
+            Error::Diverged(_) | Error::HalfApplied { .. } | Error::InvalidIndexes(_)
+        )
+    }
+
+    /// What applied before a failure, if anything.
+    pub fn partial_report(&self) -> Option<&MigrateReport> {
+        match self {
+            Error::MigrationFailed { report, .. } | Error::HalfApplied { report, .. } => {
+                Some(report)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Database { context, source }
+    }
+}
+
+/// The server's message with its detail and hint, or the client-side error.
+pub(crate) fn db_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut out = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                out.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                out.push_str(&format!("; hint: {hint}"));
+            }
+            out
+        }
+        None => e.to_string(),
+    }
+}
+
+fn describe_problems(problems: &[Problem]) -> String {
+    let mut out = String::from(
+        "the database's migration history does not match the migration files; nothing was changed",
+    );
+    for p in problems {
+        out.push_str("\n  - ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+fn describe_invalid(indexes: &[InvalidIndex]) -> String {
+    let names: Vec<String> = indexes.iter().map(|i| i.to_string()).collect();
+    format!(
+        "the database has invalid indexes left by an interrupted CREATE INDEX CONCURRENTLY: {}; drop them with DROP INDEX CONCURRENTLY, then migrate again",
+        names.join(", ")
+    )
+}

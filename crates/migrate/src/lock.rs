@@ -1,0 +1,80 @@
+//! The migration lock: a session-level advisory lock that one run holds from before it reads the
+//! history until it is done, so two deploys can never migrate one database at once.
+
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::Error;
+
+/// The advisory lock key: the first eight bytes of "ecomind-db" read as a big-endian integer.
+/// Advisory locks are per database, so each database has its own migration lock.
+pub(crate) const KEY: i64 = i64::from_be_bytes(*b"ecomind-");
+
+/// How often a waiting run asks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits at most `wait` for the lock; on timeout names who holds it.
+///
+/// Waiting polls `pg_try_advisory_lock` instead of blocking in `pg_advisory_lock`: a session
+/// blocked in a statement holds a snapshot, and `CREATE INDEX CONCURRENTLY` in the lock holder's
+/// session waits for every older snapshot to go away. A blocked waiter and a concurrent index build
+/// would deadlock, and the server would break the deadlock by cancelling the index build, leaving
+/// an invalid index behind. Between polls a waiter is idle and holds no snapshot.
+pub(crate) fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&KEY])
+            .map_err(Error::db("cannot take the migration lock"))?
+            .get(0);
+        if taken {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::LockTimeout {
+                holder: holder(client),
+                waited_secs: wait.as_secs(),
+            });
+        }
+        std::thread::sleep(POLL.min(deadline - now));
+    }
+}
+
+/// Releases the lock; closing the connection releases it too.
+pub(crate) fn release(client: &mut Client) -> Result<(), Error> {
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&KEY])
+        .map_err(Error::db("cannot release the migration lock"))?;
+    Ok(())
+}
+
+/// Who holds the lock, from pg_locks and pg_stat_activity.
+fn holder(client: &mut Client) -> String {
+    let key = KEY as u64;
+    let (classid, objid) = ((key >> 32) as i64, (key & 0xffff_ffff) as i64);
+    let row = client.query_opt(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                coalesce(a.client_addr::text, 'local socket'), \
+                coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database = \
+               (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 \
+         LIMIT 1",
+        &[&classid, &objid],
+    );
+    match row {
+        Ok(Some(r)) => format!(
+            "pid {}, application_name '{}', user '{}', from {}, connected since {}",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, String>(3),
+            r.get::<_, String>(4)
+        ),
+        Ok(None) => "its holder has just released it".to_owned(),
+        Err(_) => "its holder is not visible to this user".to_owned(),
+    }
+}

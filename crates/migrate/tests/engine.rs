@@ -1,0 +1,707 @@
+//! The engine against real PostgreSQL: a fresh database per test in this process's sandbox cluster.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ecomind_migrate::{migrate, status, Actor, Catalog, Error, MigrateOptions, Problem};
+use ecomind_testkit::{database, TestDb};
+
+fn actor() -> Actor {
+    Actor {
+        os_user: "tester".to_owned(),
+        host: "testhost".to_owned(),
+        tool_version: "test".to_owned(),
+    }
+}
+
+fn options(actor: &Actor) -> MigrateOptions<'_> {
+    MigrateOptions {
+        target: None,
+        lock_wait: Duration::from_secs(30),
+        lock_timeout: None,
+        statement_timeout: None,
+        allow_out_of_order: false,
+        actor,
+    }
+}
+
+fn repo_catalog() -> Catalog {
+    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
+        .expect("the repository's migrations load")
+}
+
+fn catalog(files: &[(&str, &str)]) -> Catalog {
+    Catalog::from_files(files.iter().copied()).expect("test catalog is valid")
+}
+
+fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::MigrateReport, Error> {
+    let actor = actor();
+    migrate(&mut db.client(), catalog, &options(&actor), &mut |_| {})
+}
+
+fn applied_versions(db: &TestDb) -> Vec<i32> {
+    db.client()
+        .query(
+            "SELECT version FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .expect("history readable")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn table_exists(db: &TestDb, name: &str) -> bool {
+    db.client()
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .expect("query")
+        .get(0)
+}
+
+/// Columns, constraints, indexes and sequences of the public schema, one line each, in a stable order.
+fn describe_schema(db: &TestDb) -> String {
+    let mut client = db.client();
+    let mut out = String::new();
+    let columns = client
+        .query(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                    coalesce(pg_get_expr(d.adbin, d.adrelid), '') \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+               AND c.relname NOT IN ('refinery_schema_history', 'ecomind_migration_events') \
+             ORDER BY c.relname, a.attnum",
+            &[],
+        )
+        .expect("columns");
+    for r in columns {
+        let (table, column, ty, not_null, default): (String, String, String, bool, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        out.push_str(&format!("column {table}.{column} {ty}"));
+        if not_null {
+            out.push_str(" not null");
+        }
+        if !default.is_empty() {
+            out.push_str(&format!(" default {default}"));
+        }
+        out.push('\n');
+    }
+    let constraints = client
+        .query(
+            "SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid) \
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' \
+               AND c.relname NOT IN ('refinery_schema_history', 'ecomind_migration_events') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .expect("constraints");
+    for r in constraints {
+        out.push_str(&format!(
+            "constraint {}.{} {}\n",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        ));
+    }
+    let indexes = client
+        .query(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'public' \
+               AND tablename NOT IN ('refinery_schema_history', 'ecomind_migration_events') \
+             ORDER BY 1",
+            &[],
+        )
+        .expect("indexes");
+    for r in indexes {
+        out.push_str(&format!("index {}\n", r.get::<_, String>(1)));
+    }
+    let sequences = client
+        .query(
+            "SELECT s.relname::text, coalesce(t.relname::text || '.' || a.attname::text, 'not owned') \
+             FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace \
+             LEFT JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') AND d.classid = 'pg_class'::regclass \
+             LEFT JOIN pg_class t ON t.oid = d.refobjid \
+             LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE s.relkind = 'S' AND n.nspname = 'public' \
+               AND s.relname <> 'ecomind_migration_events_id_seq' \
+             ORDER BY 1",
+            &[],
+        )
+        .expect("sequences");
+    for r in sequences {
+        out.push_str(&format!(
+            "sequence {} owned by {}\n",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1)
+        ));
+    }
+    out
+}
+
+/// Compares line by line and shows what is missing and what is extra.
+fn assert_same_lines(expected: &str, got: &str) {
+    let exp: Vec<&str> = expected
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let got_lines: Vec<&str> = got
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if exp != got_lines {
+        let missing: Vec<&&str> = exp.iter().filter(|l| !got_lines.contains(l)).collect();
+        let extra: Vec<&&str> = got_lines.iter().filter(|l| !exp.contains(l)).collect();
+        panic!(
+            "schema differs\nmissing (expected, not found):\n  {}\nextra (found, not expected):\n  {}\n\nfull schema found:\n{got}",
+            missing.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n  "),
+            extra.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n  "),
+        );
+    }
+}
+
+/// The schema production has today, written from SCHEMA.md's table (not from V1).
+const SCHEMA_V1: &str = r#"
+column audit_logs.id bigint not null default nextval('audit_logs_id_seq'::regclass)
+column audit_logs.org_id character varying(255)
+column audit_logs.user_id character varying(255)
+column audit_logs.action character varying(100) not null
+column audit_logs.resource_type character varying(100)
+column audit_logs.resource_id character varying(255)
+column audit_logs.metadata jsonb
+column audit_logs.ip_address character varying(50)
+column audit_logs.timestamp timestamp with time zone default now()
+column daily_model_agg.date date not null
+column daily_model_agg.org_id character varying(255) not null
+column daily_model_agg.provider character varying(50) not null
+column daily_model_agg.model character varying(100) not null
+column daily_model_agg.call_count integer default 0
+column daily_model_agg.kwh double precision default 0.0
+column daily_model_agg.water_l double precision default 0.0
+column daily_model_agg.co2_kg double precision default 0.0
+column daily_org_agg.date date not null
+column daily_org_agg.org_id character varying(255) not null
+column daily_org_agg.call_count integer default 0
+column daily_org_agg.kwh double precision default 0.0
+column daily_org_agg.water_l double precision default 0.0
+column daily_org_agg.co2_kg double precision default 0.0
+column daily_provider_agg.date date not null
+column daily_provider_agg.org_id character varying(255) not null
+column daily_provider_agg.provider character varying(50) not null
+column daily_provider_agg.call_count integer default 0
+column daily_provider_agg.kwh double precision default 0.0
+column daily_provider_agg.water_l double precision default 0.0
+column daily_provider_agg.co2_kg double precision default 0.0
+column daily_user_agg.date date not null
+column daily_user_agg.org_id character varying(255) not null
+column daily_user_agg.user_id character varying(255) not null
+column daily_user_agg.call_count integer default 0
+column daily_user_agg.kwh double precision default 0.0
+column daily_user_agg.water_l double precision default 0.0
+column daily_user_agg.co2_kg double precision default 0.0
+column events_enriched.id text not null
+column events_enriched.org_id character varying(255) not null
+column events_enriched.user_id character varying(255) not null
+column events_enriched.provider character varying(50) not null
+column events_enriched.model character varying(100)
+column events_enriched.tokens_in integer default 0
+column events_enriched.tokens_out integer default 0
+column events_enriched.node_type character varying(50)
+column events_enriched.region character varying(100)
+column events_enriched.kwh double precision not null
+column events_enriched.water_l double precision not null
+column events_enriched.co2_kg double precision not null
+column events_enriched.ts timestamp with time zone not null
+column events_enriched.source character varying(50)
+column events_enriched.metadata jsonb
+column events_enriched.created_at timestamp with time zone default now()
+column organizations.org_id character varying(255) not null
+column organizations.name character varying(255) not null
+column organizations.plan_type character varying(50) default 'free'::character varying
+column organizations.created_at timestamp with time zone default now()
+column organizations.updated_at timestamp with time zone default now()
+column users.user_id character varying(255) not null
+column users.org_id character varying(255)
+column users.email character varying(255)
+column users.role character varying(50) default 'viewer'::character varying
+column users.created_at timestamp with time zone default now()
+column users.updated_at timestamp with time zone default now()
+constraint audit_logs.audit_logs_pkey PRIMARY KEY (id)
+constraint daily_model_agg.daily_model_agg_pkey PRIMARY KEY (date, org_id, provider, model)
+constraint daily_org_agg.daily_org_agg_pkey PRIMARY KEY (date, org_id)
+constraint daily_provider_agg.daily_provider_agg_pkey PRIMARY KEY (date, org_id, provider)
+constraint daily_user_agg.daily_user_agg_pkey PRIMARY KEY (date, org_id, user_id)
+constraint events_enriched.events_enriched_pkey PRIMARY KEY (id)
+constraint organizations.organizations_pkey PRIMARY KEY (org_id)
+constraint users.users_email_key UNIQUE (email)
+constraint users.users_org_id_fkey FOREIGN KEY (org_id) REFERENCES organizations(org_id) ON DELETE CASCADE
+constraint users.users_pkey PRIMARY KEY (user_id)
+index CREATE UNIQUE INDEX audit_logs_pkey ON public.audit_logs USING btree (id)
+index CREATE UNIQUE INDEX daily_model_agg_pkey ON public.daily_model_agg USING btree (date, org_id, provider, model)
+index CREATE UNIQUE INDEX daily_org_agg_pkey ON public.daily_org_agg USING btree (date, org_id)
+index CREATE UNIQUE INDEX daily_provider_agg_pkey ON public.daily_provider_agg USING btree (date, org_id, provider)
+index CREATE UNIQUE INDEX daily_user_agg_pkey ON public.daily_user_agg USING btree (date, org_id, user_id)
+index CREATE UNIQUE INDEX events_enriched_pkey ON public.events_enriched USING btree (id)
+index CREATE INDEX idx_audit_logs_org_id ON public.audit_logs USING btree (org_id)
+index CREATE INDEX idx_audit_logs_timestamp ON public.audit_logs USING btree ("timestamp")
+index CREATE INDEX idx_daily_model_agg_date ON public.daily_model_agg USING btree (date)
+index CREATE INDEX idx_daily_org_agg_date ON public.daily_org_agg USING btree (date)
+index CREATE INDEX idx_daily_provider_agg_date ON public.daily_provider_agg USING btree (date)
+index CREATE INDEX idx_daily_user_agg_date ON public.daily_user_agg USING btree (date)
+index CREATE INDEX idx_daily_user_agg_org_id ON public.daily_user_agg USING btree (org_id)
+index CREATE INDEX idx_events_org_id ON public.events_enriched USING btree (org_id)
+index CREATE INDEX idx_events_provider ON public.events_enriched USING btree (provider)
+index CREATE INDEX idx_events_ts ON public.events_enriched USING btree (ts)
+index CREATE INDEX idx_users_email ON public.users USING btree (email)
+index CREATE INDEX idx_users_org_id ON public.users USING btree (org_id)
+index CREATE UNIQUE INDEX organizations_pkey ON public.organizations USING btree (org_id)
+index CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email)
+index CREATE UNIQUE INDEX users_pkey ON public.users USING btree (user_id)
+sequence audit_logs_id_seq owned by audit_logs.id
+"#;
+
+#[test]
+fn v1_reproduces_the_production_schema_exactly() {
+    let db = database();
+    let actor = actor();
+    let opts = MigrateOptions {
+        target: Some(1),
+        ..options(&actor)
+    };
+    migrate(&mut db.client(), &repo_catalog(), &opts, &mut |_| {}).expect("V1 applies");
+    assert_eq!(applied_versions(&db), vec![1]);
+    assert_same_lines(SCHEMA_V1, &describe_schema(&db));
+}
+
+#[test]
+fn v2_to_v4_add_what_schema_md_plans() {
+    let db = database();
+    let report = run(&db, &repo_catalog()).expect("V1..V4 apply");
+    assert_eq!(report.head, Some(4));
+    assert_eq!(applied_versions(&db), vec![1, 2, 3, 4]);
+    let schema = describe_schema(&db);
+    let expected_lines = [
+        // V2: the API's time-range indexes, built concurrently.
+        "index CREATE INDEX idx_events_org_id_ts ON public.events_enriched USING btree (org_id, ts)",
+        "index CREATE INDEX idx_daily_user_agg_org_id_date ON public.daily_user_agg USING btree (org_id, date)",
+        "index CREATE INDEX idx_audit_logs_org_id_timestamp ON public.audit_logs USING btree (org_id, \"timestamp\")",
+        // V3: what authentication needs.
+        "column users.password_hash",
+        "column users.failed_login_count integer not null default 0",
+        "column users.locked_until timestamp with time zone",
+        // V4: api keys and refresh tokens.
+        "REFERENCES organizations(org_id) ON DELETE CASCADE",
+        "REFERENCES users(user_id) ON DELETE CASCADE",
+        "column api_keys.key_hash",
+        "column refresh_tokens.token_hash",
+    ];
+    for line in expected_lines {
+        assert!(schema.contains(line), "missing `{line}` in\n{schema}");
+    }
+    let v1_lines_kept = SCHEMA_V1
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|l| schema.contains(l.trim()));
+    assert!(v1_lines_kept, "V2..V4 changed V1's objects:\n{schema}");
+    let unique_hashes = db
+        .client()
+        .query(
+            "SELECT conname::text FROM pg_constraint WHERE contype = 'u' \
+             AND conrelid IN ('api_keys'::regclass, 'refresh_tokens'::regclass) ORDER BY 1",
+            &[],
+        )
+        .expect("constraints")
+        .len();
+    assert_eq!(unique_hashes, 2, "key_hash and token_hash are unique");
+}
+
+#[test]
+fn a_second_run_applies_nothing_and_status_is_clean() {
+    let db = database();
+    run(&db, &repo_catalog()).expect("first run");
+    let again = run(&db, &repo_catalog()).expect("second run");
+    assert!(again.applied.is_empty());
+    assert_eq!(again.head, Some(4));
+    let st = status(&mut db.client(), &repo_catalog()).expect("status");
+    assert!(st.pending.is_empty() && !st.needs_attention());
+    assert_eq!(st.applied.len(), 4);
+}
+
+#[test]
+fn history_is_readable_by_refinery_and_event_log_records_each_migration() {
+    let db = database();
+    run(&db, &repo_catalog()).expect("migrate");
+    let cat = repo_catalog();
+    let mut client = db.client();
+    for row in client
+        .query(
+            "SELECT version, name, applied_on, checksum FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .expect("history")
+    {
+        let version: i32 = row.get(0);
+        let m = cat.get(version).expect("known version");
+        assert_eq!(row.get::<_, String>(1), m.name());
+        assert_eq!(row.get::<_, String>(3), m.checksum().to_string());
+        let applied_on: String = row.get(2);
+        assert!(
+            applied_on.ends_with('Z') && applied_on.contains('T'),
+            "RFC 3339 like refinery writes it: {applied_on}"
+        );
+    }
+    let events = client
+        .query(
+            "SELECT version, direction, outcome, os_user, client_host, tool_version, database_user, \
+                    finished_at >= started_at, duration_ms >= 0 \
+             FROM ecomind_migration_events ORDER BY id",
+            &[],
+        )
+        .expect("events");
+    assert_eq!(events.len(), 4);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.get::<_, i32>(0), i as i32 + 1);
+        assert_eq!(e.get::<_, &str>(1), "up");
+        assert_eq!(e.get::<_, &str>(2), "applied");
+        assert_eq!(e.get::<_, &str>(3), "tester");
+        assert_eq!(e.get::<_, &str>(4), "testhost");
+        assert_eq!(e.get::<_, &str>(5), "test");
+        assert!(!e.get::<_, &str>(6).is_empty());
+        assert!(e.get::<_, bool>(7) && e.get::<_, bool>(8));
+    }
+}
+
+#[test]
+fn a_migration_failing_halfway_leaves_nothing_of_itself_and_the_fixed_file_converges() {
+    let db = database();
+    let v1 = ("V1__a.sql", "CREATE TABLE a (id int);");
+    let v1d = ("V1__a.down.sql", "DROP TABLE a;");
+    let v2 = ("V2__b.sql", "CREATE TABLE b (id int);");
+    let v2d = ("V2__b.down.sql", "DROP TABLE b;");
+    let v3_broken = (
+        "V3__c.sql",
+        "CREATE TABLE c (id int);\n\n-- the second statement is wrong\nALTER TABLE c ADD COLUMN note text REFERENCES nowhere (id);\n",
+    );
+    let v3d = ("V3__c.down.sql", "DROP TABLE c;");
+    let err = run(&db, &catalog(&[v1, v1d, v2, v2d, v3_broken, v3d])).expect_err("V3 fails");
+    let message = err.to_string();
+    assert!(matches!(err, Error::MigrationFailed { .. }), "{message}");
+    assert!(message.contains("V3__c.sql"), "{message}");
+    assert!(message.contains("statement 2 of 2"), "{message}");
+    assert!(message.contains("line 4"), "{message}");
+    assert!(
+        message.contains("ALTER TABLE c ADD COLUMN note"),
+        "{message}"
+    );
+    assert!(message.contains("nowhere"), "{message}");
+    let partial = err.partial_report().expect("report of what applied");
+    assert_eq!(partial.applied.len(), 2);
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+    assert!(table_exists(&db, "a") && table_exists(&db, "b"));
+    assert!(!table_exists(&db, "c"), "nothing of V3 stays");
+    let failed: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM ecomind_migration_events WHERE version = 3 AND outcome = 'failed' AND error LIKE '%nowhere%'",
+            &[],
+        )
+        .expect("events")
+        .get(0);
+    assert_eq!(failed, 1, "the failed attempt is in the event log");
+
+    let v3_fixed = (
+        "V3__c.sql",
+        "CREATE TABLE c (id int);\nALTER TABLE c ADD COLUMN note text;\n",
+    );
+    let report = run(&db, &catalog(&[v1, v1d, v2, v2d, v3_fixed, v3d])).expect("fixed V3 applies");
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(applied_versions(&db), vec![1, 2, 3]);
+}
+
+fn small_catalog(v2_sql: &str) -> Catalog {
+    catalog(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        ("V2__b.sql", v2_sql),
+        ("V2__b.down.sql", "DROP TABLE b;"),
+    ])
+}
+
+#[test]
+fn divergence_is_refused_and_changes_nothing() {
+    struct Case {
+        name: &'static str,
+        files: Vec<(&'static str, &'static str)>,
+        expected: fn(&Problem) -> bool,
+    }
+    let cases = [
+        Case {
+            name: "checksum",
+            files: vec![
+                ("V1__a.sql", "CREATE TABLE a (id bigint);"),
+                ("V1__a.down.sql", "DROP TABLE a;"),
+                ("V2__b.sql", "CREATE TABLE b (id int);"),
+                ("V2__b.down.sql", "DROP TABLE b;"),
+                ("V3__c.sql", "CREATE TABLE c (id int);"),
+                ("V3__c.down.sql", "DROP TABLE c;"),
+            ],
+            expected: |p| matches!(p, Problem::ChecksumChanged { version: 1, .. }),
+        },
+        Case {
+            name: "missing",
+            files: vec![
+                ("V1__a.sql", "CREATE TABLE a (id int);"),
+                ("V1__a.down.sql", "DROP TABLE a;"),
+                ("V3__c.sql", "CREATE TABLE c (id int);"),
+                ("V3__c.down.sql", "DROP TABLE c;"),
+            ],
+            expected: |p| matches!(p, Problem::MissingFile { version: 2, .. }),
+        },
+    ];
+    for case in cases {
+        let db = database();
+        run(&db, &small_catalog("CREATE TABLE b (id int);")).expect("first run");
+        let err = run(&db, &catalog(&case.files)).expect_err(case.name);
+        assert!(err.needs_attention(), "{}: {err}", case.name);
+        match &err {
+            Error::Diverged(problems) => assert!(
+                problems.iter().any(case.expected),
+                "{}: {problems:?}",
+                case.name
+            ),
+            other => panic!("{}: expected divergence, got {other}", case.name),
+        }
+        assert_eq!(applied_versions(&db), vec![1, 2], "{}", case.name);
+        assert!(!table_exists(&db, "c"), "{}: V3 was not applied", case.name);
+    }
+}
+
+#[test]
+fn an_out_of_order_file_is_refused_unless_allowed() {
+    let db = database();
+    let v1 = ("V1__a.sql", "CREATE TABLE a (id int);");
+    let v1d = ("V1__a.down.sql", "DROP TABLE a;");
+    let v3 = ("V3__c.sql", "CREATE TABLE c (id int);");
+    let v3d = ("V3__c.down.sql", "DROP TABLE c;");
+    run(&db, &catalog(&[v1, v1d, v3, v3d])).expect("first run");
+    let late = [
+        v1,
+        v1d,
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V2__b.down.sql", "DROP TABLE b;"),
+        v3,
+        v3d,
+    ];
+    let err = run(&db, &catalog(&late)).expect_err("V2 is older than the head");
+    assert!(
+        matches!(&err, Error::Diverged(p) if p.iter().any(|p| matches!(p, Problem::OutOfOrder { version: 2, head: 3, .. }))),
+        "{err}"
+    );
+    assert!(!table_exists(&db, "b"));
+    let actor = actor();
+    let opts = MigrateOptions {
+        allow_out_of_order: true,
+        ..options(&actor)
+    };
+    migrate(&mut db.client(), &catalog(&late), &opts, &mut |_| {}).expect("allowed");
+    assert_eq!(applied_versions(&db), vec![1, 2, 3]);
+}
+
+#[test]
+fn migrate_to_a_version_stops_there_and_refuses_to_go_down() {
+    let db = database();
+    let actor = actor();
+    let to2 = MigrateOptions {
+        target: Some(2),
+        ..options(&actor)
+    };
+    migrate(&mut db.client(), &repo_catalog(), &to2, &mut |_| {}).expect("to 2");
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+    run(&db, &repo_catalog()).expect("to the head");
+    let err = migrate(&mut db.client(), &repo_catalog(), &to2, &mut |_| {}).expect_err("down");
+    assert!(err.to_string().contains("rollback --to 2"), "{err}");
+    let missing = MigrateOptions {
+        target: Some(99),
+        ..options(&actor)
+    };
+    let err = migrate(&mut db.client(), &repo_catalog(), &missing, &mut |_| {}).expect_err("99");
+    assert!(matches!(err, Error::UnknownTarget(99)), "{err}");
+}
+
+#[test]
+fn a_failed_concurrent_index_is_reported_as_half_applied_and_blocks_until_dropped() {
+    let db = database();
+    let files = [
+        (
+            "V1__t.sql",
+            "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (1);",
+        ),
+        ("V1__t.down.sql", "DROP TABLE t;"),
+        (
+            "V2__unique_x.sql",
+            "-- ecomind:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY t_x_key ON t (x);\n",
+        ),
+        (
+            "V2__unique_x.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY t_x_key;\n",
+        ),
+    ];
+    let cat = catalog(&files);
+    let err = run(&db, &cat).expect_err("duplicates break the unique index");
+    assert!(err.needs_attention(), "{err}");
+    let message = err.to_string();
+    assert!(matches!(err, Error::HalfApplied { .. }), "{message}");
+    assert!(message.contains("V2__unique_x.sql"), "{message}");
+    assert!(message.contains("public.t_x_key"), "{message}");
+    assert_eq!(applied_versions(&db), vec![1], "V2 is not recorded");
+
+    let st = status(&mut db.client(), &cat).expect("status");
+    assert!(st.needs_attention());
+    assert_eq!(st.invalid_indexes.len(), 1);
+
+    let err = run(&db, &cat).expect_err("the invalid index blocks a rerun");
+    assert!(matches!(err, Error::InvalidIndexes(_)), "{err}");
+
+    let mut client = db.client();
+    client
+        .batch_execute("DROP INDEX CONCURRENTLY t_x_key")
+        .expect("drop the invalid index");
+    client
+        .batch_execute("DELETE FROM t WHERE ctid = (SELECT max(ctid) FROM t)")
+        .expect("remove the duplicate");
+    run(&db, &cat).expect("converges");
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+    let valid: bool = db
+        .client()
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x_key'::regclass",
+            &[],
+        )
+        .expect("index")
+        .get(0);
+    assert!(valid);
+}
+
+#[test]
+fn a_held_lock_times_out_naming_its_holder() {
+    let db = database();
+    let mut holder = connect_as(&db.conninfo(), "lock-holder-test");
+    let key = i64::from_be_bytes(*b"ecomind-");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .expect("hold the migration lock");
+    let actor = actor();
+    let opts = MigrateOptions {
+        lock_wait: Duration::from_millis(300),
+        ..options(&actor)
+    };
+    let err =
+        migrate(&mut db.client(), &repo_catalog(), &opts, &mut |_| {}).expect_err("lock held");
+    let message = err.to_string();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{message}");
+    assert!(message.contains("lock-holder-test"), "{message}");
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("pid")
+        .get(0);
+    assert!(message.contains(&format!("pid {pid}")), "{message}");
+    assert!(!table_exists(&db, "organizations"), "nothing ran");
+}
+
+/// Connects with an application_name of our choosing.
+fn connect_as(conninfo: &str, app: &str) -> postgres::Client {
+    let mut config: postgres::Config = conninfo.parse().expect("conninfo parses");
+    config.application_name(app);
+    config.connect(postgres::NoTls).expect("connect")
+}
+
+#[test]
+fn the_catalog_refuses_bad_folders_before_connecting() {
+    fn check(files: &[(&str, &str)], expected: &str) {
+        let err = Catalog::from_files(files.iter().copied()).expect_err(expected);
+        let message = err.to_string();
+        assert!(
+            message.contains(expected),
+            "expected `{expected}` in `{message}`"
+        );
+    }
+    let ok_down = ("V1__a.down.sql", "DROP TABLE a;");
+    check(
+        &[("V1_a.sql", "SELECT 1;")],
+        "V1_a.sql is invalid: its name is not",
+    );
+    check(&[("v1__a.sql", "SELECT 1;")], "v1__a.sql is invalid");
+    check(&[("V01__a.sql", "SELECT 1;")], "V01__a.sql is invalid");
+    check(&[("V1__A.sql", "SELECT 1;")], "V1__A.sql is invalid");
+    check(&[("V1__a.txt", "SELECT 1;")], "V1__a.txt is invalid");
+    check(&[("V0__a.sql", "SELECT 1;")], "versions start at 1");
+    check(
+        &[("V1__a.sql", "CREATE TABLE a ();")],
+        "it has no down file; write V1__a.down.sql",
+    );
+    check(
+        &[("V1__a.sql", "  \n-- only a comment\n"), ok_down],
+        "V1__a.sql is invalid: it has no SQL statement",
+    );
+    check(
+        &[("V1__a.sql", "CREATE TABLE a ();"), ("V1__a.down.sql", "")],
+        "V1__a.down.sql is invalid: it has no SQL statement",
+    );
+    check(
+        &[
+            ("V1__a.sql", "CREATE TABLE a ();"),
+            ok_down,
+            ("V1__b.sql", "SELECT 1;"),
+            ("V1__b.down.sql", "SELECT 1;"),
+        ],
+        "migration files V1__a.sql and V1__b.sql both have version 1",
+    );
+    check(
+        &[("V2__b.down.sql", "SELECT 1;")],
+        "V2__b.down.sql is invalid: it has no up file",
+    );
+    check(
+        &[
+            ("V1__a.sql", "-- ecomind:no-transactoin\nSELECT 1;"),
+            ok_down,
+        ],
+        "unknown directive `-- ecomind:no-transactoin`",
+    );
+    check(
+        &[("V1__a.sql", "SELECT 'unterminated;"), ok_down],
+        "unterminated",
+    );
+
+    let ok = Catalog::from_files([("V1__a.sql", "-- ecomind:irreversible\nDROP TABLE old;")])
+        .expect("irreversible needs no down");
+    assert!(ok.get(1).expect("V1").down_sql().is_none());
+    let v2 = Catalog::from_files([
+        (
+            "V2__idx.sql",
+            "-- ecomind:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (x);",
+        ),
+        (
+            "V2__idx.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY i;",
+        ),
+    ])
+    .expect("valid");
+    assert!(!v2.get(2).expect("V2").is_transactional());
+}
+
+#[test]
+fn checksums_match_refinery() {
+    let cat = repo_catalog();
+    for m in cat.migrations() {
+        let theirs = refinery_core::Migration::unapplied(
+            &format!("V{}__{}", m.version(), m.name()),
+            m.up_sql(),
+        )
+        .expect("refinery parses our names")
+        .checksum();
+        assert_eq!(theirs, m.checksum(), "{}", m.file_name());
+    }
+}
