@@ -1,0 +1,202 @@
+//! `ecomind-bench`: times `ecomind-db` against the floor psql sets for the same work, on one fresh
+//! sandbox cluster in one run, and prints the ratios. Run it with `cargo xtask bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
+
+const NOOP_RUNS: usize = 30;
+const APPLY_RUNS: usize = 3;
+const GENERATED: usize = 500;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let ecomind_db = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: ecomind-bench <path to ecomind-db>")?,
+    );
+    let binaries = Binaries::locate(None).map_err(|e| e.to_string())?;
+    let psql = binaries
+        .tool("psql")
+        .ok_or("the floor needs psql beside the server binaries (Debian: postgresql-client-15)")?;
+    let sandbox = Sandbox::start(&ClusterOptions {
+        binaries: &binaries,
+        listen: Listen::Socket,
+        auth: Auth::Trust,
+        durable: false,
+        settings: &[],
+    })
+    .map_err(|e| e.to_string())?;
+    let cluster = sandbox.cluster();
+    let bench = Bench {
+        ecomind_db,
+        psql,
+        socket_dir: cluster.socket_dir().to_path_buf(),
+        port: cluster.port(),
+        user: cluster.superuser().to_owned(),
+    };
+    println!(
+        "PostgreSQL {} sandbox, {} cores; medians of {NOOP_RUNS} (no-op) and {APPLY_RUNS} (apply) runs\n",
+        binaries.version(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // No-op migrate on an up-to-date database against `psql -X -c 'select 1'`.
+    cluster.ensure_database("noop").map_err(|e| e.to_string())?;
+    bench.ecomind("noop", None)?;
+    let mut ours = Vec::new();
+    let mut floor = Vec::new();
+    for _ in 0..NOOP_RUNS {
+        ours.push(bench.ecomind("noop", None)?);
+        floor.push(bench.psql("noop", &["-c", "select 1"])?);
+    }
+    report(
+        "no-op migrate (V1..V4 applied)",
+        median(&ours),
+        median(&floor),
+        "psql -X -c 'select 1'",
+        1.5,
+    );
+
+    // 500 generated migrations against `psql -X -1 -f` of the same SQL.
+    let dir = tempdir_for_migrations()?;
+    let all_sql = generate(&dir.0)?;
+    let mut ours = Vec::new();
+    let mut floor = Vec::new();
+    for i in 0..APPLY_RUNS {
+        let (a, b) = (format!("apply_ours_{i}"), format!("apply_psql_{i}"));
+        cluster.ensure_database(&a).map_err(|e| e.to_string())?;
+        cluster.ensure_database(&b).map_err(|e| e.to_string())?;
+        ours.push(bench.ecomind(&a, Some(&dir.0.join("migrations")))?);
+        floor.push(bench.psql(&b, &["-1", "-f", &all_sql.display().to_string()])?);
+    }
+    report(
+        &format!("apply {GENERATED} migrations"),
+        median(&ours),
+        median(&floor),
+        "psql -X -1 -f (same SQL)",
+        1.25,
+    );
+    Ok(())
+}
+
+struct Bench {
+    ecomind_db: PathBuf,
+    psql: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+    user: String,
+}
+
+impl Bench {
+    fn command(&self, program: &Path, dbname: &str) -> Command {
+        let mut cmd = Command::new(program);
+        for var in ["DATABASE_URL", "PGPASSWORD", "PGSERVICE", "PGOPTIONS"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("PGHOST", &self.socket_dir)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", &self.user)
+            .env("PGDATABASE", dbname)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn ecomind(&self, dbname: &str, migrations: Option<&Path>) -> Result<Duration, String> {
+        let mut cmd = self.command(&self.ecomind_db, dbname);
+        cmd.args(["migrate", "--env", "dev"]);
+        if let Some(dir) = migrations {
+            cmd.arg("--migrations").arg(dir);
+        }
+        timed(cmd, "ecomind-db migrate")
+    }
+
+    fn psql(&self, dbname: &str, args: &[&str]) -> Result<Duration, String> {
+        let mut cmd = self.command(&self.psql, dbname);
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]).args(args);
+        timed(cmd, "psql")
+    }
+}
+
+fn timed(mut cmd: Command, what: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let took = started.elapsed();
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(took)
+}
+
+/// A folder removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir_for_migrations() -> Result<TempDir, String> {
+    let dir = std::env::temp_dir().join(format!("ecomind-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(TempDir(dir))
+}
+
+/// Writes V1..V500 (each a table with an index and a comment) and their downs, and the same SQL
+/// concatenated for psql. Returns the concatenated file; the migrations are in `dir/migrations`.
+fn generate(dir: &Path) -> Result<PathBuf, String> {
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).map_err(|e| e.to_string())?;
+    let mut all = String::new();
+    for n in 1..=GENERATED {
+        let up = format!(
+            "CREATE TABLE bench_{n} (id bigint PRIMARY KEY, org_id text NOT NULL, kwh double precision NOT NULL DEFAULT 0, ts timestamptz NOT NULL DEFAULT now());\n\
+             CREATE INDEX bench_{n}_org_ts ON bench_{n} (org_id, ts);\n\
+             COMMENT ON TABLE bench_{n} IS 'generated table {n}';\n"
+        );
+        std::fs::write(migrations.join(format!("V{n}__bench_{n}.sql")), &up)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            migrations.join(format!("V{n}__bench_{n}.down.sql")),
+            format!("DROP TABLE bench_{n};\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        all.push_str(&up);
+    }
+    let file = dir.join("all.sql");
+    std::fs::write(&file, all).map_err(|e| e.to_string())?;
+    Ok(file)
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+fn report(what: &str, ours: Duration, floor: Duration, floor_name: &str, target: f64) {
+    let ratio = ours.as_secs_f64() / floor.as_secs_f64();
+    println!(
+        "{what:<34} ecomind-db {:>9.1} ms   floor {:>9.1} ms ({floor_name})   ratio {ratio:.2}x (target <= {target}x) {}",
+        ours.as_secs_f64() * 1000.0,
+        floor.as_secs_f64() * 1000.0,
+        if ratio <= target { "ok" } else { "OVER TARGET" }
+    );
+}

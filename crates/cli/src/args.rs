@@ -1,0 +1,141 @@
+//! The command line as the user typed it (clap); `commands` resolves it into library options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error
+  2  usage error
+  3  status --check: migrations are pending
+  4  drift, divergence, or a failed migration that needs repair";
+
+/// Versioned, locked, audited PostgreSQL migrations for EcoMind.
+#[derive(Debug, Parser)]
+#[command(name = "ecomind-db", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, each in one transaction with its history row, under a lock.
+    #[command(after_help = EXIT_CODES)]
+    Migrate(MigrateArgs),
+    /// Show applied and pending migrations, divergence and half-done migrations.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// Wait until the database server accepts connections.
+    #[command(after_help = EXIT_CODES)]
+    Wait(WaitArgs),
+    /// Manage the local dev cluster the tool runs for `--env dev`.
+    #[command(name = "dev-db", after_help = EXIT_CODES)]
+    DevDb(DevDbArgs),
+}
+
+/// Which environment and how to reach its database.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The environment: dev, staging, prod, or another file in environments/.
+    #[arg(long, short = 'e', env = "ECOMIND_DB_ENV")]
+    pub env: String,
+
+    /// Folder with the environment files (default: ./environments searched upward, else the copies built into the binary).
+    #[arg(long, value_name = "DIR", env = "ECOMIND_DB_ENVIRONMENTS")]
+    pub environments: Option<PathBuf>,
+
+    /// Database host name or unix socket folder (overrides the environment).
+    #[arg(long, help_heading = "Connection")]
+    pub host: Option<String>,
+
+    /// Database port.
+    #[arg(long, help_heading = "Connection")]
+    pub port: Option<u16>,
+
+    /// Database name.
+    #[arg(long, help_heading = "Connection")]
+    pub dbname: Option<String>,
+
+    /// Database user.
+    #[arg(long, help_heading = "Connection")]
+    pub user: Option<String>,
+
+    /// File holding the password (mode 0600); passwords are never taken on the command line.
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Where migrations come from.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// Read migrations from this folder instead of the copies built into the binary.
+    #[arg(long, value_name = "DIR", env = "ECOMIND_DB_MIGRATIONS")]
+    pub migrations: Option<PathBuf>,
+}
+
+/// `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+    /// Stop after this version (it must exist; going down is `rollback`).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i32>,
+    /// Apply never-applied migrations older than the applied head instead of refusing.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+    /// Exit 3 when migrations are pending and 4 when something needs repair (for start-up checks).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// `dev-db`.
+#[derive(Debug, Args)]
+pub struct DevDbArgs {
+    /// What to do with the local dev cluster.
+    #[command(subcommand)]
+    pub action: DevDbAction,
+}
+
+/// `dev-db` actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum DevDbAction {
+    /// Start it (creating it on first use) and print how to connect.
+    Start,
+    /// Show where it lives and whether it runs.
+    Status,
+    /// Stop it; its data stays.
+    Stop,
+    /// Stop it and delete its data.
+    Destroy,
+}

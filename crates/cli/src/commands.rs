@@ -1,0 +1,342 @@
+//! One function per subcommand: resolve the arguments, make one library call, render its result.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ecomind_config::Target as SettingsTarget;
+use ecomind_migrate::{Actor, Catalog, MigrateOptions, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::args::{DevDbAction, DevDbArgs, MigrateArgs, Source, StatusArgs, WaitArgs};
+use crate::connect;
+use crate::exit;
+use crate::output::Output;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
+}
+
+/// The migrations: from `--migrations DIR`, else the copies built into the binary.
+fn catalog(source: &Source) -> Result<Catalog> {
+    match &source.migrations {
+        Some(dir) => Catalog::load_dir(dir)
+            .with_context(|| format!("the migrations in {} are not usable", dir.display())),
+        None => Catalog::from_files(embedded::EMBEDDED.iter().copied())
+            .context("the migrations built into this binary are not usable"),
+    }
+}
+
+/// `migrate`.
+pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
+    // The catalog is checked before anything connects.
+    let catalog = catalog(&args.source)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let actor = actor();
+    let options = MigrateOptions {
+        target: args.to,
+        lock_wait: settings.policy.lock_wait,
+        lock_timeout: settings.policy.lock_timeout,
+        statement_timeout: settings.policy.statement_timeout,
+        allow_out_of_order: args.allow_out_of_order,
+        actor: &actor,
+    };
+    let mut progress = ProgressView::new(out);
+    let result =
+        ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
+    progress.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(partial) = e.partial_report() {
+                for step in &partial.applied {
+                    out.log(&format!(
+                        "applied V{} {} before the failure",
+                        step.version, step.name
+                    ));
+                }
+            }
+            return Err(
+                anyhow::Error::new(e).context(format!("migrate on {} stopped", server.describe()))
+            );
+        }
+    };
+    let mut text = String::new();
+    if report.applied.is_empty() {
+        let _ = write!(
+            text,
+            "{}: up to date at {}",
+            server.describe(),
+            version_label(report.head)
+        );
+    } else {
+        for step in &report.applied {
+            let _ = writeln!(
+                text,
+                "applied V{} {} ({:.0} ms{})",
+                step.version,
+                step.name,
+                step.duration_ms,
+                if step.transactional {
+                    ""
+                } else {
+                    ", outside a transaction"
+                }
+            );
+        }
+        let _ = write!(
+            text,
+            "{}: {} migration(s) applied, now at {}",
+            server.describe(),
+            report.applied.len(),
+            version_label(report.head)
+        );
+    }
+    out.result(
+        &text,
+        &json!({
+            "environment": settings.env,
+            "database": server.describe(),
+            "applied": report.applied,
+            "head": report.head,
+        }),
+    );
+    Ok(exit::OK)
+}
+
+/// `status`.
+pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
+    let catalog = catalog(&args.source)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let status = ecomind_migrate::status(&mut client, &catalog)
+        .with_context(|| format!("cannot read the status of {}", server.describe()))?;
+
+    let mut text = format!("{} ({})\n", server.describe(), settings.env);
+    for a in &status.applied {
+        let _ = writeln!(
+            text,
+            "  applied  V{:<4} {:<40} {}",
+            a.version, a.name, a.applied_on
+        );
+    }
+    for p in &status.pending {
+        let _ = writeln!(text, "  pending  V{:<4} {}", p.version, p.name);
+    }
+    for p in &status.problems {
+        let _ = writeln!(text, "  problem  {p}");
+    }
+    for i in &status.invalid_indexes {
+        let _ = writeln!(
+            text,
+            "  repair   invalid index {i}, left by an interrupted CREATE INDEX CONCURRENTLY: drop it with DROP INDEX CONCURRENTLY"
+        );
+    }
+    let summary = if status.needs_attention() {
+        "needs attention: see the problems above"
+    } else if status.pending.is_empty() {
+        "up to date"
+    } else {
+        "migrations pending"
+    };
+    let _ = write!(text, "{summary}");
+    out.result(&text, &status);
+
+    let code = if !args.check {
+        exit::OK
+    } else if status.needs_attention() {
+        exit::ATTENTION
+    } else if !status.pending.is_empty() {
+        exit::PENDING
+    } else {
+        exit::OK
+    };
+    Ok(code)
+}
+
+/// `wait`: polls until the server accepts a connection, or the timeout passes.
+pub fn wait(args: &WaitArgs, out: &Output) -> Result<u8> {
+    let settings = connect::settings(&args.target)?;
+    let server = connect::server(&settings)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match server.connect(connect::APPLICATION_NAME) {
+            Ok(_) => break,
+            Err(e) if e.retryable() && started.elapsed() < timeout => {
+                if attempts == 1 {
+                    out.log(&format!("waiting for {}: {e}", server.describe()));
+                }
+                std::thread::sleep(
+                    Duration::from_millis(250).min(timeout.saturating_sub(started.elapsed())),
+                );
+            }
+            Err(e) if e.retryable() => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{} did not accept connections within {}s",
+                    server.describe(),
+                    args.timeout
+                )))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("{} answered but refused us", server.describe())))
+            }
+        }
+    }
+    let waited = started.elapsed();
+    out.result(
+        &format!("{} accepts connections (waited {:.1}s)", server.describe(), waited.as_secs_f64()),
+        &json!({ "database": server.describe(), "ready": true, "waited_ms": waited.as_millis() as u64 }),
+    );
+    Ok(exit::OK)
+}
+
+/// `dev-db`.
+pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
+    let settings = connect::settings(&crate::args::Target {
+        env: "dev".to_owned(),
+        environments: None,
+        host: None,
+        port: None,
+        dbname: None,
+        user: None,
+        password_file: None,
+    })?;
+    let SettingsTarget::Managed { root, dbname } = &settings.target else {
+        anyhow::bail!(
+            "the dev environment points at a server of its own (DATABASE_URL, PG* or ECOMIND_DB_* variables, or environments/dev.toml), not at the local dev cluster; unset them to use it"
+        );
+    };
+    let (text, value) = match args.action {
+        DevDbAction::Start => {
+            let server = connect::server(&settings)?;
+            (
+                format!(
+                    "local dev cluster running in {}: {}",
+                    root.display(),
+                    server.describe()
+                ),
+                json!({ "root": root, "running": true, "database": server.describe() }),
+            )
+        }
+        DevDbAction::Status => {
+            let cluster = ecomind_snapshot::Cluster::open(root);
+            let running = cluster.is_running();
+            (
+                format!(
+                    "local dev cluster in {}: {} (database {dbname})",
+                    root.display(),
+                    if running { "running" } else { "stopped" }
+                ),
+                json!({ "root": root, "running": running, "database": dbname }),
+            )
+        }
+        DevDbAction::Stop => {
+            ecomind_snapshot::Cluster::open(root)
+                .stop()
+                .context("cannot stop the local dev cluster")?;
+            (
+                format!(
+                    "local dev cluster in {} stopped; its data stays",
+                    root.display()
+                ),
+                json!({ "root": root, "running": false }),
+            )
+        }
+        DevDbAction::Destroy => {
+            ecomind_snapshot::Cluster::open(root)
+                .destroy()
+                .context("cannot destroy the local dev cluster")?;
+            (
+                format!("local dev cluster in {} destroyed", root.display()),
+                json!({ "root": root, "running": false, "destroyed": true }),
+            )
+        }
+    };
+    out.result(&text, &value);
+    Ok(exit::OK)
+}
+
+fn version_label(head: Option<i32>) -> String {
+    head.map_or_else(|| "no migrations".to_owned(), |v| format!("V{v}"))
+}
+
+/// Who runs this, for the event log.
+fn actor() -> Actor {
+    let os_user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Actor {
+        os_user,
+        host,
+        tool_version: format!("ecomind-db {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Progress: a bar with the current migration's name on a terminal, plain lines on stderr otherwise.
+struct ProgressView<'o> {
+    out: &'o Output,
+    bar: Option<ProgressBar>,
+}
+
+impl<'o> ProgressView<'o> {
+    fn new(out: &'o Output) -> ProgressView<'o> {
+        ProgressView { out, bar: None }
+    }
+
+    fn update(&mut self, progress: Progress<'_>) {
+        match progress {
+            Progress::Planned(plan) => {
+                if plan.is_empty() {
+                    return;
+                }
+                if self.out.stderr_is_terminal() {
+                    let bar = ProgressBar::new(plan.len() as u64);
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "{spinner} [{bar:30}] {pos}/{len} {elapsed} {msg}",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    self.bar = Some(bar);
+                } else {
+                    self.out
+                        .log(&format!("{} migration(s) to apply", plan.len()));
+                }
+            }
+            Progress::Started(m) => match &self.bar {
+                Some(bar) => bar.set_message(format!("V{} {}", m.version(), m.name())),
+                None => self
+                    .out
+                    .log(&format!("applying V{} {}", m.version(), m.name())),
+            },
+            Progress::Applied(m, took) => match &self.bar {
+                Some(bar) => bar.inc(1),
+                None => self.out.log(&format!(
+                    "applied V{} {} in {:.0} ms",
+                    m.version(),
+                    m.name(),
+                    took.as_secs_f64() * 1000.0
+                )),
+            },
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

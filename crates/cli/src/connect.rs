@@ -1,0 +1,77 @@
+//! From the command line to a connected database: settings, the managed dev cluster, the connection.
+
+use anyhow::{Context, Result};
+use ecomind_config::{Flags, LoadOptions, Server, Settings, Target as SettingsTarget};
+use ecomind_snapshot::{Auth, Binaries, Cluster, ClusterOptions, Listen};
+
+use crate::args::Target;
+
+/// The `application_name` every connection of ours carries, so operators see it in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "ecomind-db";
+
+/// Resolves the environment's settings with the command line's overrides.
+pub fn settings(target: &Target) -> Result<Settings> {
+    let flags = Flags {
+        host: target.host.clone(),
+        port: target.port,
+        dbname: target.dbname.clone(),
+        user: target.user.clone(),
+        password_file: target.password_file.clone(),
+        ..Flags::default()
+    };
+    let settings = ecomind_config::load(&LoadOptions {
+        env: &target.env,
+        environments_dir: target.environments.as_deref(),
+        flags: &flags,
+    })
+    .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
+    for warning in &settings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(settings)
+}
+
+/// The server to talk to; for the managed dev cluster, starts it first (creating it on first use).
+pub fn server(settings: &Settings) -> Result<Server> {
+    match &settings.target {
+        SettingsTarget::Server(server) => Ok(server.clone()),
+        SettingsTarget::Managed { root, dbname } => {
+            let cluster = start_managed(root)?;
+            cluster.ensure_database(dbname).with_context(|| {
+                format!("cannot create database '{dbname}' in the local dev cluster")
+            })?;
+            Ok(Server::local_socket(
+                cluster.socket_dir(),
+                cluster.port(),
+                cluster.superuser(),
+                dbname,
+            ))
+        }
+    }
+}
+
+/// Starts (or reuses) the local dev cluster in `root`.
+pub fn start_managed(root: &std::path::Path) -> Result<Cluster> {
+    let binaries =
+        Binaries::locate(None).context("the local dev cluster needs PostgreSQL server binaries")?;
+    Cluster::ensure_running(
+        root,
+        &ClusterOptions {
+            binaries: &binaries,
+            listen: Listen::Socket,
+            auth: Auth::Trust,
+            durable: true,
+            settings: &[],
+        },
+    )
+    .with_context(|| format!("cannot start the local dev cluster in {}", root.display()))
+}
+
+/// Connects to the environment's database.
+pub fn connect(settings: &Settings) -> Result<(postgres::Client, Server)> {
+    let server = server(settings)?;
+    let client = server
+        .connect(APPLICATION_NAME)
+        .with_context(|| format!("cannot connect to {}", server.describe()))?;
+    Ok((client, server))
+}

@@ -1,0 +1,61 @@
+//! `ecomind-db`: the command-line front of the EcoMind migration tool. The only crate that
+//! prints, renders JSON and picks exit codes; everything it does is one call into a library.
+
+mod args;
+mod commands;
+mod connect;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::output::Output;
+
+/// Exit codes, documented in `--help`.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any error.
+    pub const ERROR: u8 = 1;
+    /// Usage error (clap's own code for bad arguments).
+    pub const USAGE: u8 = 2;
+    /// `status --check` found pending migrations.
+    pub const PENDING: u8 = 3;
+    /// Drift, divergence or a failed migration needing repair.
+    pub const ATTENTION: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let result = match &cli.command {
+        Command::Migrate(a) => commands::migrate(a, &out),
+        Command::Status(a) => commands::status(a, &out),
+        Command::Wait(a) => commands::wait(a, &out),
+        Command::DevDb(a) => commands::dev_db(a, &out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let code = exit_code_of(&error);
+            out.error(&error, code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Maps an error to its documented exit code.
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let attention = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<ecomind_migrate::Error>()
+            .is_some_and(ecomind_migrate::Error::needs_attention)
+    });
+    if attention {
+        exit::ATTENTION
+    } else {
+        exit::ERROR
+    }
+}

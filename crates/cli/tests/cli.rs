@@ -1,0 +1,447 @@
+//! The `ecomind-db` binary end to end, against real PostgreSQL in this process's sandbox cluster.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ecomind_testkit::{database, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecomind-db");
+
+/// `ecomind-db <args>` pointed at `db` through the PG* variables, with nothing else of ours inherited.
+fn command(db: &TestDb, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd);
+    for (k, v) in db.pg_env() {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    cmd
+}
+
+fn isolate(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("PG") || key.starts_with("ECOMIND_DB_") || key == "DATABASE_URL" {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
+fn run(db: &TestDb, args: &[&str]) -> Output {
+    command(db, args).output().expect("ecomind-db runs")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited, not killed")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_exit(output: &Output, expected: i32) {
+    assert_eq!(
+        code(output),
+        expected,
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+fn applied_versions(db: &TestDb) -> Vec<i32> {
+    db.client()
+        .query(
+            "SELECT version FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .expect("history")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A migrations folder made of `(file, sql)` pairs, removed on drop.
+struct Folder(PathBuf);
+
+impl Folder {
+    fn new(files: &[(&str, &str)]) -> Folder {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("ecomind-cli-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp folder");
+        for (name, sql) in files {
+            std::fs::write(dir.join(name), sql).expect("write migration");
+        }
+        Folder(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after a generous deadline.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn migrate_applies_everything_then_nothing_and_status_check_agrees() {
+    let db = database();
+    let pending = run(&db, &["status", "--env", "dev", "--check"]);
+    assert_exit(&pending, 3);
+
+    let first = run(&db, &["migrate", "--env", "dev"]);
+    assert_exit(&first, 0);
+    let out = text(&first.stdout);
+    assert!(out.contains("4 migration(s) applied, now at V4"), "{out}");
+    assert_eq!(applied_versions(&db), vec![1, 2, 3, 4]);
+
+    let second = run(&db, &["migrate", "--env", "dev", "--json"]);
+    assert_exit(&second, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&second.stdout).expect("one JSON document");
+    assert_eq!(doc["applied"], serde_json::json!([]));
+    assert_eq!(doc["head"], 4);
+
+    let clean = run(&db, &["status", "--env", "dev", "--check", "--json"]);
+    assert_exit(&clean, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("one JSON document");
+    let applied = doc["applied"].as_array().expect("applied list");
+    assert_eq!(applied.len(), 4);
+    assert_eq!(applied[1]["version"], 2);
+    assert_eq!(applied[1]["name"], "performance_indexes");
+    assert!(applied[1]["applied_on"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert_eq!(doc["pending"], serde_json::json!([]));
+}
+
+#[test]
+fn status_json_lists_pending_migrations() {
+    let db = database();
+    assert_exit(&run(&db, &["migrate", "--env", "dev", "--to", "2"]), 0);
+    let out = run(&db, &["status", "--env", "dev", "--json"]);
+    assert_exit(&out, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        doc["pending"],
+        serde_json::json!([
+            {"version": 3, "name": "user_credentials"},
+            {"version": 4, "name": "api_keys_and_refresh_tokens"}
+        ])
+    );
+}
+
+#[test]
+fn eight_migrate_processes_at_once_apply_each_migration_exactly_once() {
+    let db = database();
+    let children: Vec<Child> = (0..8)
+        .map(|_| {
+            command(&db, &["migrate", "--env", "dev"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("wait");
+        assert_exit(&output, 0);
+    }
+    assert_eq!(applied_versions(&db), vec![1, 2, 3, 4]);
+    let events = db
+        .client()
+        .query(
+            "SELECT version, count(*) FROM ecomind_migration_events \
+             WHERE direction = 'up' AND outcome = 'applied' GROUP BY version ORDER BY version",
+            &[],
+        )
+        .expect("events");
+    let counts: Vec<(i32, i64)> = events.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(counts, vec![(1, 1), (2, 1), (3, 1), (4, 1)]);
+    let failed: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM ecomind_migration_events WHERE outcome <> 'applied'",
+            &[],
+        )
+        .expect("events")
+        .get(0);
+    assert_eq!(failed, 0);
+}
+
+#[test]
+fn a_migrate_killed_mid_migration_leaves_nothing_of_it_and_the_next_run_applies_it() {
+    let db = database();
+    let folder = Folder::new(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        (
+            "V2__slow.sql",
+            "CREATE TABLE slow (id int);\nINSERT INTO slow VALUES (1);\n\
+             SELECT pg_sleep(coalesce(nullif(current_setting('ecomind_test.sleep', true), ''), '0')::float8);\n",
+        ),
+        ("V2__slow.down.sql", "DROP TABLE slow;"),
+    ]);
+    let mut admin = db.client();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET ecomind_test.sleep = '600'",
+            db.name()
+        ))
+        .expect("make V2 slow for new sessions");
+
+    let mut child = command(
+        &db,
+        &["migrate", "--env", "dev", "--migrations", folder.path()],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let mut backend: Option<i32> = None;
+    eventually("the slow migration to be running", || {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'ecomind-db' AND query LIKE '%pg_sleep%' AND state = 'active'",
+                &[],
+            )
+            .expect("pg_stat_activity");
+        backend = row.map(|r| r.get(0));
+        backend.is_some()
+    });
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" RESET ecomind_test.sleep",
+            db.name()
+        ))
+        .expect("reset");
+    // The server notices the dead client by itself (client_connection_check_interval) and rolls back.
+    eventually("the killed run's backend to end", || {
+        admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&backend])
+            .expect("pg_stat_activity")
+            .is_none()
+    });
+    assert_eq!(applied_versions(&db), vec![1], "no history row for V2");
+    let slow: bool = admin
+        .query_one("SELECT to_regclass('slow') IS NOT NULL", &[])
+        .expect("query")
+        .get(0);
+    assert!(!slow, "no part of V2 stays");
+
+    let rerun = run(
+        &db,
+        &["migrate", "--env", "dev", "--migrations", folder.path()],
+    );
+    assert_exit(&rerun, 0);
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+}
+
+#[test]
+fn divergence_exits_4_and_changes_nothing() {
+    let base = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+        ("V3__c.down.sql", "DROP TABLE c;"),
+    ];
+    let new_v4 = [
+        ("V4__d.sql", "CREATE TABLE d (id int);"),
+        ("V4__d.down.sql", "DROP TABLE d;"),
+    ];
+    type Files<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Files, &str); 3] = [
+        (
+            "checksum",
+            [
+                &[
+                    ("V1__a.sql", "CREATE TABLE a (id bigint);"),
+                    ("V1__a.down.sql", "DROP TABLE a;"),
+                ],
+                &base[2..],
+                &new_v4[..],
+            ]
+            .concat(),
+            "V1__a.sql changed after it was applied",
+        ),
+        (
+            "missing",
+            [&base[..2], &new_v4[..]].concat(),
+            "V3__c is applied but its file V3__c.sql is missing",
+        ),
+        (
+            "out of order",
+            [
+                &base[..],
+                &[
+                    ("V2__b.sql", "CREATE TABLE b (id int);"),
+                    ("V2__b.down.sql", "DROP TABLE b;"),
+                ],
+                &new_v4[..],
+            ]
+            .concat(),
+            "V2__b.sql (version 2) was never applied and is older than the applied head V3",
+        ),
+    ];
+    for (name, files, expected) in cases {
+        let db = database();
+        let original = Folder::new(&base);
+        assert_exit(
+            &run(
+                &db,
+                &["migrate", "--env", "dev", "--migrations", original.path()],
+            ),
+            0,
+        );
+        let changed = Folder::new(&files);
+        let out = run(
+            &db,
+            &["migrate", "--env", "dev", "--migrations", changed.path()],
+        );
+        assert_exit(&out, 4);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(stderr.contains("nothing was changed"), "{name}: {stderr}");
+        assert_eq!(applied_versions(&db), vec![1, 3], "{name}");
+        let d_exists: bool = db
+            .client()
+            .query_one("SELECT to_regclass('d') IS NOT NULL", &[])
+            .expect("query")
+            .get(0);
+        assert!(!d_exists, "{name}: V4 must not run");
+        let status = run(
+            &db,
+            &[
+                "status",
+                "--env",
+                "dev",
+                "--check",
+                "--migrations",
+                changed.path(),
+            ],
+        );
+        assert_exit(&status, 4);
+    }
+}
+
+#[test]
+fn a_bad_migration_folder_is_refused_before_connecting() {
+    let folder = Folder::new(&[("V1__a.sql", "CREATE TABLE a (id int);")]);
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd);
+    // Nothing listens there: the catalog must fail first.
+    let out = cmd
+        .env("PGHOST", "/nonexistent-ecomind-socket-dir")
+        .args(["migrate", "--env", "dev", "--migrations", folder.path()])
+        .output()
+        .expect("runs");
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("V1__a.sql is invalid: it has no down file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_exit_codes() {
+    let out = Command::new(BIN).args(["migrate"]).output().expect("runs");
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let help = Command::new(BIN).arg("--help").output().expect("runs");
+    let help = text(&help.stdout);
+    for line in [
+        "3  status --check: migrations are pending",
+        "4  drift, divergence",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+}
+
+/// A cluster root beside the sandbox's, started only when the test says so.
+fn later_cluster_root() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::env::temp_dir().join(format!("ecomind-wait-{}-{n}", std::process::id()))
+}
+
+fn wait_command(socket_dir: &Path, timeout: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd);
+    cmd.env("PGHOST", socket_dir)
+        .env("PGPORT", "5432")
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres")
+        .args(["wait", "--env", "dev", "--timeout", timeout]);
+    cmd
+}
+
+#[test]
+fn wait_returns_once_a_late_server_accepts_connections() {
+    let root = later_cluster_root();
+    let cluster = ecomind_snapshot::Cluster::open(&root);
+    let mut child = wait_command(cluster.socket_dir(), "120")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    // `wait` says it is waiting once its first attempt failed: the server is not there yet.
+    let mut first_line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr"))
+        .read_line(&mut first_line)
+        .expect("read stderr");
+    assert!(first_line.contains("waiting for"), "{first_line}");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still waiting"
+    );
+
+    let binaries = ecomind_snapshot::Binaries::locate(None).expect("binaries");
+    let started = ecomind_snapshot::Cluster::ensure_running(
+        &root,
+        &ecomind_snapshot::ClusterOptions {
+            binaries: &binaries,
+            listen: ecomind_snapshot::Listen::Socket,
+            auth: ecomind_snapshot::Auth::Trust,
+            durable: false,
+            settings: &[],
+        },
+    )
+    .expect("start the late server");
+    let output = child.wait_with_output().expect("wait exits");
+    let _ = started.destroy();
+    assert_exit(&output, 0);
+    assert!(text(&output.stdout).contains("accepts connections"));
+}
+
+#[test]
+fn wait_gives_up_clearly_when_its_timeout_passes() {
+    let root = later_cluster_root();
+    let cluster = ecomind_snapshot::Cluster::open(&root);
+    let out = wait_command(cluster.socket_dir(), "1")
+        .output()
+        .expect("runs");
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("did not accept connections within 1s"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,36 @@
+//! `cargo xtask bench`: builds release binaries and runs `ecomind-bench`, which times ecomind-db
+//! against psql floors on a fresh sandbox cluster. Not a test: it reports, it does not judge.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Builds in release mode and runs the benchmark.
+pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err(format!("bench takes no arguments, got {}", args.join(" ")));
+    }
+    crate::step(
+        "build (release)",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "ecomind-db",
+            "--package",
+            "ecomind-bench",
+        ],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release");
+    let status = Command::new(target.join("ecomind-bench"))
+        .arg(target.join("ecomind-db"))
+        .status()
+        .map_err(|e| format!("cannot run ecomind-bench: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the benchmark failed ({status})"))
+    }
+}

@@ -1,0 +1,112 @@
+//! `cargo xtask`: the developer's front door. `ci` and `bench` are tasks of their own; every other
+//! command is forwarded to the `ecomind-db` binary, built from this checkout.
+//!
+//! Kept small on purpose: no dependencies, so it builds in seconds.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args...]
+
+tasks:
+  ci                 what CI runs: fmt check, clippy -D warnings, every test
+  bench              timings against psql floors, measured in one run on a fresh sandbox cluster
+  <command> ...      any ecomind-db command, run from this checkout (e.g. migrate --env dev, status --env dev, dev-db stop)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = repo_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!(
+            "error: cannot enter the repository root {}: {e}",
+            root.display()
+        );
+        return ExitCode::from(1);
+    }
+    let result = match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("ci") => ci(),
+        Some("bench") => bench::run(&root, &args[1..]),
+        Some(_) => return forward(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The workspace root: the folder above this crate.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// Runs `ecomind-db <args>` built from this checkout, passing its exit code through.
+fn forward(args: &[String]) -> ExitCode {
+    let status = Command::new(cargo())
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "ecomind-db",
+            "--bin",
+            "ecomind-db",
+            "--",
+        ])
+        .args(args)
+        .status();
+    match status {
+        Ok(s) => ExitCode::from(s.code().map_or(1, |c| c.clamp(0, 255) as u8)),
+        Err(e) => {
+            eprintln!("error: cannot run cargo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Runs one step, failing with its name when it fails.
+fn step(name: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("==> {name}: cargo {}", args.join(" "));
+    let status = Command::new(cargo())
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run cargo for {name}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
+    }
+}
+
+/// What CI runs.
+fn ci() -> Result<(), String> {
+    step("format", &["fmt", "--all", "--", "--check"])?;
+    step(
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    step("tests", &["test", "--workspace", "--no-fail-fast"])?;
+    Ok(())
+}
