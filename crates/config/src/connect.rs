@@ -1,7 +1,14 @@
 //! Opens connections: the one place a password is exposed, TLS per `sslmode`
 //! (rustls), and errors that say what to do and never carry the password.
 
-use std::{error::Error as _, fmt, io, path::Path, sync::Arc, time::Duration};
+use std::{
+    error::Error as _,
+    fmt, io,
+    path::Path,
+    sync::{mpsc, Arc},
+    thread,
+    time::Duration,
+};
 
 use postgres::{config::SslMode as PgSslMode, error::SqlState, NoTls};
 use rustls::{
@@ -17,6 +24,14 @@ use secrecy::ExposeSecret;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{Server, SslMode};
+
+/// How one connection attempt ended without a client.
+enum Attempt {
+    /// The postgres crate reported an error.
+    Failed(postgres::Error),
+    /// `connect_timeout` passed first.
+    TimedOut,
+}
 
 /// What kind of failure a [`ConnectError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,29 +142,68 @@ impl Server {
                 config.password(password.expose_secret());
             }
             let socket = host.starts_with('/');
-            let result = if socket {
-                config
-                    .host_path(host)
-                    .ssl_mode(PgSslMode::Disable)
-                    .connect(NoTls)
+            let tls = if socket {
+                config.host_path(host).ssl_mode(PgSslMode::Disable);
+                None
             } else {
                 config.host(host);
                 match (&tls, self.sslmode) {
-                    (None, _) => config.ssl_mode(PgSslMode::Disable).connect(NoTls),
-                    (Some(tls), SslMode::Prefer) => {
-                        config.ssl_mode(PgSslMode::Prefer).connect(tls.clone())
-                    }
-                    (Some(tls), _) => config.ssl_mode(PgSslMode::Require).connect(tls.clone()),
-                }
+                    (None, _) => config.ssl_mode(PgSslMode::Disable),
+                    (Some(_), SslMode::Prefer) => config.ssl_mode(PgSslMode::Prefer),
+                    (Some(_), _) => config.ssl_mode(PgSslMode::Require),
+                };
+                tls.clone()
             };
-            match result {
+            match self.attempt(config, tls) {
                 Ok(client) => return Ok(client),
-                Err(err) => last = Some(self.classify(&err, host, socket)),
+                Err(Attempt::Failed(err)) => last = Some(self.classify(&err, host, socket)),
+                Err(Attempt::TimedOut) => {
+                    last = Some(self.error(
+                        ConnectErrorKind::Timeout,
+                        &format!(
+                            "the server at {host} did not complete the connection within connect_timeout ({}): check that it is up and not overloaded, or raise connect_timeout",
+                            humanize(self.connect_timeout)
+                        ),
+                    ));
+                }
             }
         }
         Err(last.unwrap_or_else(|| {
             self.error(ConnectErrorKind::Config, "no host is configured: set `host` in the environment file, ECOMIND_DB_HOST or PGHOST")
         }))
+    }
+
+    /// One connection attempt. The `postgres` crate bounds only the TCP
+    /// connect with `connect_timeout`; like libpq, the whole start-up (TLS,
+    /// authentication) must fit in it too, so the attempt runs on a thread
+    /// and is abandoned when the time is up (its socket closes when the
+    /// server finally answers or the process ends).
+    fn attempt(
+        &self,
+        config: postgres::Config,
+        tls: Option<MakeRustlsConnect>,
+    ) -> Result<postgres::Client, Attempt> {
+        let run = move || match tls {
+            Some(tls) => config.connect(tls),
+            None => config.connect(NoTls),
+        };
+        if self.connect_timeout.is_zero() {
+            return run().map_err(Attempt::Failed);
+        }
+        let (sender, receiver) = mpsc::channel();
+        let spawned = thread::Builder::new()
+            .name("ecomind-db-connect".to_owned())
+            .spawn(move || {
+                // The receiver is gone when the attempt was abandoned; the client is then dropped.
+                let _ = sender.send(run());
+            });
+        if spawned.is_err() {
+            return Err(Attempt::TimedOut);
+        }
+        match receiver.recv_timeout(self.connect_timeout) {
+            Ok(result) => result.map_err(Attempt::Failed),
+            Err(_) => Err(Attempt::TimedOut),
+        }
     }
 
     fn error(&self, kind: ConnectErrorKind, what: &str) -> ConnectError {
@@ -247,6 +301,15 @@ impl Server {
                 };
             }
             return self.error(K::Tls, &format!("TLS handshake failed: {cause}"));
+        }
+        if top.starts_with("invalid configuration")
+            && cause.contains("password missing")
+            && self.password.is_none()
+        {
+            return self.error(
+                K::Authentication,
+                "the server asks for a password but none is configured: set ECOMIND_DB_PASSWORD_FILE, `password_file` in the environment file, ECOMIND_DB_PASSWORD or PGPASSWORD",
+            );
         }
         if top.starts_with("authentication error") {
             let what = if self.password.is_none() {

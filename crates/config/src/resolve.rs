@@ -735,3 +735,75 @@ impl Resolution {
         })
     }
 }
+
+#[cfg(test)]
+// figment's `Jail` closures must return `figment::Result`, whose error is large.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use std::{fs, os::unix::fs::PermissionsExt};
+
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    use crate::{Flags, LoadOptions, Target};
+
+    /// The password that wins is the one of the highest layer, read from its
+    /// file when it is a file, with its trailing newline stripped.
+    #[test]
+    fn the_password_of_the_highest_layer_is_the_one_used() {
+        let layers: &[(&str, &str)] = &[
+            ("file", "from-file"),
+            ("ECOMIND_DB_PASSWORD", "from-ecomind"),
+            ("PGPASSWORD", "from-pg"),
+            ("DATABASE_URL", "from-url"),
+            ("flag", "from-flag"),
+        ];
+        for depth in 1..=layers.len() {
+            Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.create_dir("environments")?;
+                jail.create_dir("secrets")?;
+                for (name, contents) in [
+                    ("secrets/file", "from-file\n"),
+                    ("secrets/flag", "from-flag\n"),
+                ] {
+                    let path = jail.directory().join(name);
+                    fs::write(&path, contents).map_err(|e| e.to_string())?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                        .map_err(|e| e.to_string())?;
+                }
+                jail.create_file(
+                    "environments/qa.toml",
+                    "[database]\npassword_file = \"secrets/file\"\n",
+                )?;
+                let mut flags = Flags::default();
+                for (layer, value) in &layers[1..depth] {
+                    match *layer {
+                        "DATABASE_URL" => jail.set_env(layer, format!("postgres://u:{value}@h/d")),
+                        "flag" => flags.password_file = Some(jail.directory().join("secrets/flag")),
+                        _ => jail.set_env(layer, value),
+                    }
+                }
+                let settings = crate::load(&LoadOptions {
+                    env: "qa",
+                    environments_dir: None,
+                    flags: &flags,
+                })
+                .map_err(|e| e.to_string())?;
+                let Target::Server(server) = settings.target else {
+                    return Err("expected a server".into());
+                };
+                let password = server
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_owned());
+                assert_eq!(
+                    password.as_deref(),
+                    Some(layers[depth - 1].1),
+                    "with {depth} layers"
+                );
+                Ok(())
+            });
+        }
+    }
+}

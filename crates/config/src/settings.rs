@@ -252,3 +252,51 @@ impl fmt::Display for EnvironmentsLocation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn confirm() {
+        let policy = |require_confirm| Policy {
+            lock_wait: Duration::ZERO,
+            lock_timeout: None,
+            statement_timeout: None,
+            allow_rollback: true,
+            require_confirm,
+        };
+        assert_eq!(policy(true).check_confirm("prod", Some("prod")), Ok(()));
+        assert_eq!(policy(false).check_confirm("dev", Some("dev")), Ok(()));
+        assert_eq!(policy(false).check_confirm("dev", None), Ok(()));
+        let required = policy(true).check_confirm("prod", None).unwrap_err();
+        assert_eq!(
+            required.to_string(),
+            "environment `prod` requires confirmation for this command: pass --confirm prod"
+        );
+        let mismatch = policy(false)
+            .check_confirm("dev", Some("prod"))
+            .unwrap_err();
+        assert_eq!(
+            mismatch.to_string(),
+            "--confirm prod does not match environment `dev`: pass --confirm dev"
+        );
+    }
+
+    #[test]
+    fn sslmodes_round_trip() {
+        for mode in [
+            SslMode::Disable,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ] {
+            assert_eq!(mode.as_str().parse::<SslMode>(), Ok(mode));
+        }
+        assert_eq!("VERIFY_FULL".parse::<SslMode>(), Ok(SslMode::VerifyFull));
+        assert!("allow".parse::<SslMode>().is_err());
+    }
+}
