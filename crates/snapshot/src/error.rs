@@ -1,4 +1,7 @@
 //! The one error type of ecomind-snapshot.
+//!
+//! A variant with a `source` does not repeat it in its message: print the whole chain
+//! (anyhow's `{:#}`) to see the cause.
 
 use std::path::PathBuf;
 
@@ -15,7 +18,7 @@ pub enum Error {
         looked: String,
     },
     /// A subprocess could not be started at all.
-    #[error("could not run {tool} ({path}): {source}; check that the PostgreSQL binaries are installed and executable")]
+    #[error("could not run {tool} ({path}); check that the PostgreSQL binaries are installed and executable")]
     Spawn {
         /// Name of the tool, e.g. `initdb`.
         tool: String,
@@ -57,7 +60,7 @@ pub enum Error {
         log: PathBuf,
     },
     /// A file system operation failed.
-    #[error("could not {action} {path}: {source}")]
+    #[error("could not {action} {path}")]
     Io {
         /// What was being done, e.g. `create directory`.
         action: &'static str,
@@ -137,7 +140,7 @@ pub enum Error {
         output: String,
     },
     /// Connecting to or querying the cluster failed.
-    #[error("{action} on the cluster at {socket_dir} failed: {source}")]
+    #[error("{action} on the cluster at {socket_dir} failed")]
     Postgres {
         /// What was being done, e.g. `create database "x"`.
         action: String,

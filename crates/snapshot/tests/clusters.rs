@@ -12,8 +12,10 @@ use ecomind_snapshot::{
 /// Set in the environment of the child process that `sandbox_is_removed_when_its_process_is_killed` starts.
 const HOLDER_ENV: &str = "ECOMIND_SNAPSHOT_TEST_HOLDER";
 
+/// The binaries under test: `ECOMIND_DB_BIN_DIR` when set (CI's other major versions), else the search.
 fn binaries() -> Binaries {
-    Binaries::locate(None).expect("PostgreSQL server binaries")
+    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR").map(PathBuf::from);
+    Binaries::locate(configured.as_deref()).expect("PostgreSQL server binaries")
 }
 
 fn throwaway(binaries: &Binaries) -> ClusterOptions<'_> {

@@ -25,7 +25,7 @@ pub fn sandbox() -> &'static Sandbox {
                 .as_deref()
                 .map(std::path::Path::new),
         )
-        .unwrap_or_else(|e| panic!("ecomind-testkit: {e}"));
+        .unwrap_or_else(|e| panic!("ecomind-testkit: {}", chain(&e)));
         let opts = ClusterOptions {
             binaries: &binaries,
             listen: Listen::Socket,
@@ -33,8 +33,12 @@ pub fn sandbox() -> &'static Sandbox {
             durable: false,
             settings: &[],
         };
-        Sandbox::start(&opts)
-            .unwrap_or_else(|e| panic!("ecomind-testkit: could not start the sandbox cluster: {e}"))
+        Sandbox::start(&opts).unwrap_or_else(|e| {
+            panic!(
+                "ecomind-testkit: could not start the sandbox cluster: {}",
+                chain(&e)
+            )
+        })
     })
 }
 
@@ -55,7 +59,12 @@ pub fn database() -> TestDb {
     sandbox()
         .cluster()
         .ensure_database(&name)
-        .unwrap_or_else(|e| panic!("ecomind-testkit: could not create database {name}: {e}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "ecomind-testkit: could not create database {name}: {}",
+                chain(&e)
+            )
+        });
     TestDb { name }
 }
 
@@ -79,8 +88,9 @@ impl TestDb {
     pub fn client(&self) -> postgres::Client {
         self.config().connect(postgres::NoTls).unwrap_or_else(|e| {
             panic!(
-                "ecomind-testkit: could not connect to database {}: {e}",
-                self.name
+                "ecomind-testkit: could not connect to database {}: {}",
+                self.name,
+                chain(&e)
             )
         })
     }
@@ -98,6 +108,18 @@ impl TestDb {
             ("PGDATABASE".to_owned(), self.name.clone()),
         ]
     }
+}
+
+/// An error and its causes, joined with `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 impl Drop for TestDb {
