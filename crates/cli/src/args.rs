@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ecomind_config::SslMode;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -37,6 +38,9 @@ pub enum Command {
     /// Wait until the database server accepts connections.
     #[command(after_help = EXIT_CODES)]
     Wait(WaitArgs),
+    /// Show or check environment settings, without connecting.
+    #[command(after_help = EXIT_CODES)]
+    Config(ConfigArgs),
     /// Manage the local dev cluster the tool runs for `--env dev`.
     #[command(name = "dev-db", after_help = EXIT_CODES)]
     DevDb(DevDbArgs),
@@ -72,6 +76,52 @@ pub struct Target {
     /// File holding the password (mode 0600); passwords are never taken on the command line.
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub password_file: Option<PathBuf>,
+
+    /// TLS: disable, prefer, require, verify-ca or verify-full.
+    #[arg(long, value_name = "MODE", help_heading = "Connection", value_parser = parse_sslmode)]
+    pub sslmode: Option<SslMode>,
+}
+
+fn parse_sslmode(text: &str) -> Result<SslMode, String> {
+    text.parse::<SslMode>().map_err(|e| e.to_string())
+}
+
+/// `config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do with the settings.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// `config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every resolved value of an environment and where it came from (secrets as [redacted]).
+    Show(Target),
+    /// Validate environment files without connecting or reading secrets: unknown keys, types, ports, literal passwords.
+    Check(ConfigCheckArgs),
+}
+
+/// `config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The environment to check.
+    #[arg(
+        long,
+        short = 'e',
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub env: Option<String>,
+
+    /// Check every environment file.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Folder with the environment files (default: ./environments searched upward, else the copies built into the binary).
+    #[arg(long, value_name = "DIR", env = "ECOMIND_DB_ENVIRONMENTS")]
+    pub environments: Option<PathBuf>,
 }
 
 /// Where migrations come from.

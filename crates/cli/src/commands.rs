@@ -9,7 +9,9 @@ use ecomind_migrate::{Actor, Catalog, MigrateOptions, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::args::{DevDbAction, DevDbArgs, MigrateArgs, Source, StatusArgs, WaitArgs};
+use crate::args::{
+    ConfigAction, ConfigArgs, DevDbAction, DevDbArgs, MigrateArgs, Source, StatusArgs, WaitArgs,
+};
 use crate::connect;
 use crate::exit;
 use crate::output::Output;
@@ -206,6 +208,7 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
         dbname: None,
         user: None,
         password_file: None,
+        sslmode: None,
     })?;
     let SettingsTarget::Managed { root, dbname } = &settings.target else {
         anyhow::bail!(
@@ -260,6 +263,95 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
     };
     out.result(&text, &value);
     Ok(exit::OK)
+}
+
+/// `config show` and `config check`.
+pub fn config(args: &ConfigArgs, out: &Output) -> Result<u8> {
+    match &args.action {
+        ConfigAction::Show(target) => {
+            let flags = connect::flags(target);
+            let explanation = ecomind_config::explain(&connect::load_options(target, &flags))
+                .with_context(|| {
+                    format!(
+                        "cannot resolve the settings of environment '{}'",
+                        target.env
+                    )
+                })?;
+            let mut text = format!(
+                "environment {} from {} ({})
+target: {}
+",
+                explanation.env, explanation.file, explanation.environments, explanation.target
+            );
+            let width = explanation
+                .values
+                .iter()
+                .map(|v| v.key.len())
+                .max()
+                .unwrap_or(0);
+            let value_width = explanation
+                .values
+                .iter()
+                .map(|v| v.value.as_deref().unwrap_or("(unset)").len())
+                .max()
+                .unwrap_or(0);
+            for v in &explanation.values {
+                let _ = writeln!(
+                    text,
+                    "  {:<width$}  {:<value_width$}  {}",
+                    v.key,
+                    v.value.as_deref().unwrap_or("(unset)"),
+                    v.source
+                );
+            }
+            for w in &explanation.warnings {
+                let _ = writeln!(text, "warning: {w}");
+            }
+            out.result(&text, &explanation);
+            Ok(exit::OK)
+        }
+        ConfigAction::Check(check) => {
+            let scope = match &check.env {
+                Some(env) => ecomind_config::CheckScope::One(env),
+                None => ecomind_config::CheckScope::All,
+            };
+            let reports = ecomind_config::check(scope, check.environments.as_deref())
+                .context("cannot check the environment files")?;
+            let mut text = String::new();
+            let mut docs = Vec::new();
+            for r in &reports {
+                if r.ok() {
+                    let _ = writeln!(text, "ok       {} ({})", r.env, r.file);
+                } else {
+                    let _ = writeln!(text, "invalid  {} ({})", r.env, r.file);
+                    for p in &r.problems {
+                        let _ = writeln!(text, "           {p}");
+                    }
+                }
+                docs.push(json!({
+                    "env": r.env,
+                    "file": r.file,
+                    "ok": r.ok(),
+                    "problems": r.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }));
+            }
+            let failed = reports.iter().filter(|r| !r.ok()).count();
+            if failed > 0 {
+                let _ = write!(
+                    text,
+                    "{failed} of {} environment file(s) invalid",
+                    reports.len()
+                );
+            } else {
+                let _ = write!(text, "{} environment file(s) valid", reports.len());
+            }
+            out.result(
+                &text,
+                &json!({ "environments": docs, "valid": failed == 0 }),
+            );
+            Ok(if failed > 0 { exit::ERROR } else { exit::OK })
+        }
+    }
 }
 
 fn version_label(head: Option<i32>) -> String {

@@ -11,24 +11,34 @@ pub const APPLICATION_NAME: &str = "ecomind-db";
 
 /// Resolves the environment's settings with the command line's overrides.
 pub fn settings(target: &Target) -> Result<Settings> {
-    let flags = Flags {
+    let flags = flags(target);
+    let settings = ecomind_config::load(&load_options(target, &flags))
+        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
+    for warning in &settings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(settings)
+}
+
+/// The command line's connection overrides.
+pub fn flags(target: &Target) -> Flags {
+    Flags {
         host: target.host.clone(),
         port: target.port,
         dbname: target.dbname.clone(),
         user: target.user.clone(),
         password_file: target.password_file.clone(),
-        ..Flags::default()
-    };
-    let settings = ecomind_config::load(&LoadOptions {
+        sslmode: target.sslmode,
+    }
+}
+
+/// What the loader needs to resolve `target`'s environment.
+pub fn load_options<'a>(target: &'a Target, flags: &'a Flags) -> LoadOptions<'a> {
+    LoadOptions {
         env: &target.env,
         environments_dir: target.environments.as_deref(),
-        flags: &flags,
-    })
-    .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
-    for warning in &settings.warnings {
-        eprintln!("warning: {warning}");
+        flags,
     }
-    Ok(settings)
 }
 
 /// The server to talk to; for the managed dev cluster, starts it first (creating it on first use).

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Migrate(a) => commands::migrate(a, &out),
         Command::Status(a) => commands::status(a, &out),
         Command::Wait(a) => commands::wait(a, &out),
+        Command::Config(a) => commands::config(a, &out),
         Command::DevDb(a) => commands::dev_db(a, &out),
     };
     match result {
