@@ -21,6 +21,7 @@ pub struct Migration {
     up: String,
     down: Option<String>,
     transactional: bool,
+    down_transactional: bool,
     checksum: u64,
 }
 
@@ -58,6 +59,11 @@ impl Migration {
     /// False for a migration whose first line is the no-transaction directive.
     pub fn is_transactional(&self) -> bool {
         self.transactional
+    }
+
+    /// False for a migration whose down file starts with the no-transaction directive.
+    pub fn is_down_transactional(&self) -> bool {
+        self.down_transactional
     }
 
     /// The checksum refinery computes for this migration, so refinery's own tools agree with ours.
@@ -153,6 +159,7 @@ impl Catalog {
         for (version, (file, name, up)) in ups {
             let directives = directives(&file, &up)?;
             check_not_empty(&file, &up)?;
+            let mut down_transactional = true;
             let down = match downs.remove(&version) {
                 Some((down_file, down_name, down)) => {
                     if down_name != name {
@@ -169,7 +176,7 @@ impl Catalog {
                             ),
                         });
                     }
-                    directives_of_down(&down_file, &down)?;
+                    down_transactional = !directives_of_down(&down_file, &down)?.no_transaction;
                     check_not_empty(&down_file, &down)?;
                     Some(down)
                 }
@@ -195,6 +202,7 @@ impl Catalog {
                 up,
                 down,
                 transactional: !directives.no_transaction,
+                down_transactional,
                 checksum,
             });
         }
@@ -292,7 +300,7 @@ fn directives(file: &str, text: &str) -> Result<Directives, Error> {
 }
 
 /// A down file may only say `no-transaction`.
-fn directives_of_down(file: &str, text: &str) -> Result<(), Error> {
+fn directives_of_down(file: &str, text: &str) -> Result<Directives, Error> {
     let found = directives(file, text)?;
     if found.irreversible {
         return Err(Error::InvalidCatalog {
@@ -300,7 +308,7 @@ fn directives_of_down(file: &str, text: &str) -> Result<(), Error> {
             reason: format!("`{IRREVERSIBLE}` belongs on the up file"),
         });
     }
-    Ok(())
+    Ok(found)
 }
 
 fn leading_directive_lines(text: &str) -> impl Iterator<Item = &str> {

@@ -188,7 +188,7 @@ pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
 }
 
 /// Compares the history with the catalog: what is pending, and what disagrees.
-fn plan<'c>(
+pub(crate) fn plan<'c>(
     catalog: &'c Catalog,
     applied: &[AppliedMigration],
     allow_out_of_order: bool,
@@ -285,16 +285,15 @@ fn migrate_locked(
     if pending.is_empty() {
         return Ok(report);
     }
-    set_timeouts(client, options)?;
+    set_timeouts(client, options.lock_timeout, options.statement_timeout)?;
     for migration in pending {
         on_progress(Progress::Started(migration));
         let started = Instant::now();
-        let outcome = if migration.is_transactional() {
-            apply_in_transaction(client, migration, options.actor)
-        } else {
-            apply_outside_transaction(client, migration, options.actor)
+        let script = Script {
+            migration,
+            direction: Direction::Up,
         };
-        if let Err(failure) = outcome {
+        if let Err(failure) = run_script(client, &script, options.actor) {
             return Err(failure.into_error(migration, report));
         }
         let took = started.elapsed();
@@ -315,7 +314,7 @@ fn migrate_locked(
 }
 
 /// Session settings for every engine connection.
-fn prepare_session(client: &mut Client) -> Result<(), Error> {
+pub(crate) fn prepare_session(client: &mut Client) -> Result<(), Error> {
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .map_err(Error::db("cannot read the server version"))?
@@ -330,12 +329,16 @@ fn prepare_session(client: &mut Client) -> Result<(), Error> {
     Ok(())
 }
 
-fn set_timeouts(client: &mut Client, options: &MigrateOptions<'_>) -> Result<(), Error> {
+pub(crate) fn set_timeouts(
+    client: &mut Client,
+    lock_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
+) -> Result<(), Error> {
     let mut sql = String::new();
-    if let Some(t) = options.lock_timeout {
+    if let Some(t) = lock_timeout {
         sql.push_str(&format!("SET lock_timeout = {};", t.as_millis()));
     }
-    if let Some(t) = options.statement_timeout {
+    if let Some(t) = statement_timeout {
         sql.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
     }
     if sql.is_empty() {
@@ -346,8 +349,105 @@ fn set_timeouts(client: &mut Client, options: &MigrateOptions<'_>) -> Result<(),
         .map_err(Error::db("cannot set the migration timeouts"))
 }
 
-/// Why one migration did not apply, before it is turned into an [`Error`] with the report.
-enum Failure {
+/// Which way a script moves the schema: the up file applies a migration, the down file reverts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    /// The event log's `direction`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// One script to run: a migration's up file, or its down file. Up and down run through the
+/// same code, in or outside a transaction as the file's directive says.
+pub(crate) struct Script<'m> {
+    pub migration: &'m Migration,
+    pub direction: Direction,
+}
+
+impl Script<'_> {
+    fn sql(&self) -> &str {
+        match self.direction {
+            Direction::Up => self.migration.up_sql(),
+            // Rollback refuses irreversible migrations before it runs anything.
+            Direction::Down => self.migration.down_sql().unwrap_or_default(),
+        }
+    }
+
+    pub fn file_name(&self) -> String {
+        match self.direction {
+            Direction::Up => self.migration.file_name(),
+            Direction::Down => self.migration.down_file_name(),
+        }
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        match self.direction {
+            Direction::Up => self.migration.is_transactional(),
+            Direction::Down => self.migration.is_down_transactional(),
+        }
+    }
+
+    fn statements(&self) -> Result<Vec<split::Statement<'_>>, Failure> {
+        split::statements(self.sql()).map_err(|e| {
+            Failure::Engine(Error::InvalidCatalog {
+                file: self.file_name(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Records the script's effect in the history and the event log, in the given transaction.
+    fn record_done(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        actor: &crate::Actor,
+        started_at: std::time::SystemTime,
+    ) -> Result<(), Error> {
+        let m = self.migration;
+        match self.direction {
+            Direction::Up => history::record_applied(tx, m.version(), m.name(), m.checksum())?,
+            Direction::Down => history::record_reverted(tx, m.version())?,
+        }
+        history::record_event(
+            tx,
+            actor,
+            &EventRow {
+                version: m.version(),
+                name: m.name(),
+                direction: self.direction.as_str(),
+                outcome: "applied",
+                started_at,
+                error: None,
+            },
+        )
+    }
+}
+
+/// Runs one script, in a transaction together with its history change, or statement by
+/// statement outside a transaction and then records it.
+pub(crate) fn run_script(
+    client: &mut Client,
+    script: &Script<'_>,
+    actor: &crate::Actor,
+) -> Result<(), Failure> {
+    if script.is_transactional() {
+        run_in_transaction(client, script, actor)
+    } else {
+        run_outside_transaction(client, script, actor)
+    }
+}
+
+/// Why one script did not run, before it is turned into an [`Error`] with the report.
+pub(crate) enum Failure {
     Engine(Error),
     RolledBack(String),
     HalfApplied { detail: String, state: String },
@@ -378,17 +478,12 @@ impl From<Error> for Failure {
     }
 }
 
-fn apply_in_transaction(
+fn run_in_transaction(
     client: &mut Client,
-    migration: &Migration,
+    script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
-    let statements = split::statements(migration.up_sql()).map_err(|e| {
-        Failure::Engine(Error::InvalidCatalog {
-            file: migration.file_name(),
-            reason: e.to_string(),
-        })
-    })?;
+    let statements = script.statements()?;
     let mut tx = client
         .transaction()
         .map_err(Error::db("cannot begin a transaction"))?;
@@ -396,46 +491,24 @@ fn apply_in_transaction(
     for (index, statement) in statements.iter().enumerate() {
         if let Err(e) = tx.batch_execute(statement.sql) {
             let detail = describe_failure(index, statements.len(), statement, &e);
-            // Dropping the transaction rolls it back: nothing of this migration stays.
+            // Dropping the transaction rolls it back: nothing of this script stays.
             drop(tx);
-            record_failure(client, migration, actor, started_at, &detail);
+            record_failure(client, script, actor, started_at, &detail);
             return Err(Failure::RolledBack(detail));
         }
     }
-    history::record_applied(
-        &mut tx,
-        migration.version(),
-        migration.name(),
-        migration.checksum(),
-    )?;
-    history::record_event(
-        &mut tx,
-        actor,
-        &EventRow {
-            version: migration.version(),
-            name: migration.name(),
-            direction: "up",
-            outcome: "applied",
-            started_at,
-            error: None,
-        },
-    )?;
+    script.record_done(&mut tx, actor, started_at)?;
     tx.commit()
         .map_err(Error::db("cannot commit the migration"))?;
     Ok(())
 }
 
-fn apply_outside_transaction(
+fn run_outside_transaction(
     client: &mut Client,
-    migration: &Migration,
+    script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
-    let statements = split::statements(migration.up_sql()).map_err(|e| {
-        Failure::Engine(Error::InvalidCatalog {
-            file: migration.file_name(),
-            reason: e.to_string(),
-        })
-    })?;
+    let statements = script.statements()?;
     let before = invalid_indexes(client)?;
     if !before.is_empty() {
         return Err(Failure::Engine(Error::InvalidIndexes(before)));
@@ -447,54 +520,42 @@ fn apply_outside_transaction(
         if let Err(e) = client.batch_execute(statement.sql) {
             let detail = describe_failure(index, statements.len(), statement, &e);
             let left = invalid_indexes(client).unwrap_or_default();
-            let state = half_done_state(index, &left);
-            record_failure(client, migration, actor, started_at, &detail);
+            let state = half_done_state(index, &left, script.direction);
+            record_failure(client, script, actor, started_at, &detail);
             return Err(Failure::HalfApplied { detail, state });
         }
     }
     let left = invalid_indexes(client)?;
     if !left.is_empty() {
         let detail = "every statement succeeded but invalid indexes remain".to_owned();
-        let state = half_done_state(statements.len(), &left);
-        record_failure(client, migration, actor, started_at, &detail);
+        let state = half_done_state(statements.len(), &left, script.direction);
+        record_failure(client, script, actor, started_at, &detail);
         return Err(Failure::HalfApplied { detail, state });
     }
     let mut tx = client
         .transaction()
         .map_err(Error::db("cannot begin a transaction"))?;
-    history::record_applied(
-        &mut tx,
-        migration.version(),
-        migration.name(),
-        migration.checksum(),
-    )?;
-    history::record_event(
-        &mut tx,
-        actor,
-        &EventRow {
-            version: migration.version(),
-            name: migration.name(),
-            direction: "up",
-            outcome: "applied",
-            started_at,
-            error: None,
-        },
-    )?;
+    script.record_done(&mut tx, actor, started_at)?;
     tx.commit()
         .map_err(Error::db("cannot commit the migration's history row"))?;
     Ok(())
 }
 
-fn half_done_state(completed: usize, invalid: &[InvalidIndex]) -> String {
-    let mut out = format!(
-        "{completed} statement(s) before it completed and stay applied; it is not recorded as applied"
-    );
+fn half_done_state(completed: usize, invalid: &[InvalidIndex], direction: Direction) -> String {
+    let (recorded, command) = match direction {
+        Direction::Up => ("it is not recorded as applied", "migrate"),
+        Direction::Down => ("the migration stays recorded as applied", "rollback"),
+    };
+    let mut out =
+        format!("{completed} statement(s) before it completed and stay applied; {recorded}");
     if invalid.is_empty() {
-        out.push_str(". Undo or finish those statements by hand, then run migrate again");
+        out.push_str(&format!(
+            ". Undo or finish those statements by hand, then run {command} again"
+        ));
     } else {
         let names: Vec<String> = invalid.iter().map(|i| i.to_string()).collect();
         out.push_str(&format!(
-            ". It left invalid indexes: {}. Drop them with DROP INDEX CONCURRENTLY, then run migrate again",
+            ". It left invalid indexes: {}. Drop them with DROP INDEX CONCURRENTLY, then run {command} again",
             names.join(", ")
         ));
     }
@@ -505,7 +566,7 @@ fn half_done_state(completed: usize, invalid: &[InvalidIndex]) -> String {
 /// Best effort: the connection may be the thing that failed.
 fn record_failure(
     client: &mut Client,
-    migration: &Migration,
+    script: &Script<'_>,
     actor: &crate::Actor,
     started_at: std::time::SystemTime,
     detail: &str,
@@ -514,9 +575,9 @@ fn record_failure(
         client,
         actor,
         &EventRow {
-            version: migration.version(),
-            name: migration.name(),
-            direction: "up",
+            version: script.migration.version(),
+            name: script.migration.name(),
+            direction: script.direction.as_str(),
             outcome: "failed",
             started_at,
             error: Some(detail),
@@ -525,7 +586,7 @@ fn record_failure(
 }
 
 /// "statement 2 of 3 (line 7: `ALTER TABLE ...`): the server's message".
-fn describe_failure(
+pub(crate) fn describe_failure(
     index: usize,
     total: usize,
     statement: &split::Statement<'_>,

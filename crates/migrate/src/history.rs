@@ -54,9 +54,18 @@ pub struct AppliedMigration {
 pub(crate) fn server_now(
     conn: &mut impl postgres::GenericClient,
 ) -> Result<std::time::SystemTime, Error> {
-    conn.query_one("SELECT clock_timestamp()", &[])
-        .map(|r| r.get(0))
-        .map_err(Error::db("cannot read the server's clock"))
+    // The simple protocol: one round trip, where a prepared query costs two.
+    let rows = conn
+        .simple_query("SELECT extract(epoch FROM clock_timestamp())::text")
+        .map_err(Error::db("cannot read the server's clock"))?;
+    let epoch = rows.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse::<f64>().ok()),
+        _ => None,
+    });
+    epoch
+        .filter(|e| e.is_finite() && *e >= 0.0)
+        .map(|e| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e))
+        .ok_or_else(|| Error::Unexpected("the server's clock did not read as a number".to_owned()))
 }
 
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
@@ -103,25 +112,60 @@ pub(crate) struct EventRow<'a> {
     pub error: Option<&'a str>,
 }
 
-const INSERT_HISTORY: &str = "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
-     VALUES ($1, $2, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), $3)";
+/// An SQL string literal. An `E''` literal means the same whatever `standard_conforming_strings` says.
+fn literal(text: &str) -> String {
+    let escaped = text
+        .replace('\0', "")
+        .replace('\\', "\\\\")
+        .replace('\'', "''");
+    format!("E'{escaped}'")
+}
 
-const INSERT_EVENT: &str = "INSERT INTO ecomind_migration_events \
-     (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error) \
-     VALUES ($1, $2, $3, $4, $5, clock_timestamp(), \
-             greatest(0, extract(epoch FROM clock_timestamp() - $5) * 1000), $6, $7, $8, $9)";
+/// A `timestamptz` literal for a point in time.
+fn timestamp(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!("to_timestamp({secs:.6})")
+}
 
-/// Records an applied migration inside its own transaction.
+/// Records an applied migration inside its own transaction, in the layout refinery writes.
+///
+/// History and event rows are written with the simple protocol and literals: one round trip
+/// each, where a parameterised statement costs two (prepare, then execute).
 pub(crate) fn record_applied(
     tx: &mut Transaction<'_>,
     version: i32,
     name: &str,
     checksum: u64,
 ) -> Result<(), Error> {
-    tx.execute(INSERT_HISTORY, &[&version, &name, &checksum.to_string()])
+    tx.batch_execute(&format!(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+         VALUES ({version}, {}, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '{checksum}')",
+        literal(name)
+    ))
+    .map_err(Error::db(
+        "cannot record the migration in refinery_schema_history",
+    ))
+}
+
+/// Removes a reverted migration's history row inside the transaction of its down script.
+pub(crate) fn record_reverted(tx: &mut Transaction<'_>, version: i32) -> Result<(), Error> {
+    // The simple protocol, like the inserts: one round trip.
+    let messages = tx
+        .simple_query(&format!(
+            "DELETE FROM refinery_schema_history WHERE version = {version}"
+        ))
         .map_err(Error::db(
-            "cannot record the migration in refinery_schema_history",
+            "cannot remove the migration from refinery_schema_history",
         ))?;
+    let removed = messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+        _ => None,
+    });
+    if removed != Some(1) {
+        return Err(Error::HistoryChanged { version });
+    }
     Ok(())
 }
 
@@ -131,20 +175,33 @@ pub(crate) fn record_event(
     actor: &crate::Actor,
     row: &EventRow<'_>,
 ) -> Result<(), Error> {
-    conn.execute(
-        INSERT_EVENT,
-        &[
-            &row.version,
-            &row.name,
-            &row.direction,
-            &row.outcome,
-            &row.started_at,
-            &actor.os_user,
-            &actor.host,
-            &actor.tool_version,
-            &row.error,
-        ],
-    )
-    .map_err(Error::db("cannot write the migration event log"))?;
-    Ok(())
+    let started = timestamp(row.started_at);
+    conn.batch_execute(&format!(
+        "INSERT INTO ecomind_migration_events \
+         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error) \
+         VALUES ({version}, {name}, {direction}, {outcome}, {started}, clock_timestamp(), \
+                 greatest(0, extract(epoch FROM clock_timestamp() - {started}) * 1000), {os_user}, {host}, {tool}, {error})",
+        version = row.version,
+        name = literal(row.name),
+        direction = literal(row.direction),
+        outcome = literal(row.outcome),
+        os_user = literal(&actor.os_user),
+        host = literal(&actor.host),
+        tool = literal(&actor.tool_version),
+        error = row.error.map_or_else(|| "NULL".to_owned(), literal),
+    ))
+    .map_err(Error::db("cannot write the migration event log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal("plain"), "E'plain'");
+        assert_eq!(literal("o'brien"), "E'o''brien'");
+        assert_eq!(literal(r"C:\temp\'x"), r"E'C:\\temp\\''x'");
+        assert_eq!(literal("nul\0byte"), "E'nulbyte'");
+    }
 }

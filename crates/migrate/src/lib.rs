@@ -6,18 +6,28 @@
 //! refinery commits a migration and its history row separately, takes no lock and cannot run a
 //! statement outside a transaction.
 
+pub mod baseline;
 pub mod catalog;
 mod engine;
+pub mod fingerprint;
 mod history;
 mod lock;
+pub mod repair;
+pub mod rollback;
 pub mod split;
+pub mod verify;
 
+pub use baseline::{baseline, BaselineOptions, BaselineProgress, BaselineReport, TableRows};
 pub use catalog::{Catalog, Migration};
 pub use engine::{
     migrate, status, Actor, AppliedStep, InvalidIndex, MigrateOptions, MigrateReport, Pending,
     Problem, Progress, Status,
 };
+pub use fingerprint::{diff, fingerprint, Difference, Fingerprint};
 pub use history::{AppliedMigration, EVENT_TABLE, HISTORY_TABLE};
+pub use repair::{repair, AcceptedChecksum, RepairOptions, RepairReport};
+pub use rollback::{rollback, RollbackOptions, RollbackProgress, RollbackReport, RollbackTarget};
+pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Everything the engine can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +106,94 @@ pub enum Error {
     /// Invalid indexes, left by an interrupted `CREATE INDEX CONCURRENTLY`, block a migration.
     #[error("{}", describe_invalid(.0))]
     InvalidIndexes(Vec<InvalidIndex>),
+    /// A rollback target that is neither 0 nor an applied version.
+    #[error("version {target} is not applied (applied: {}); roll back to one of those, or to 0 to revert everything", list_versions(.applied))]
+    RollbackTargetNotApplied {
+        /// The requested target.
+        target: i32,
+        /// The applied versions, lowest first.
+        applied: Vec<i32>,
+    },
+    /// More rollback steps than applied migrations.
+    #[error("cannot roll back {steps} migrations: only {applied} are applied")]
+    TooManySteps {
+        /// The requested steps.
+        steps: usize,
+        /// How many migrations are applied.
+        applied: usize,
+    },
+    /// The rollback would have to pass a migration that has no down file; nothing was rolled back.
+    #[error("{file} is marked irreversible and has no down file, so rollback cannot pass it; nothing was rolled back. Roll back to version {version} or above")]
+    Irreversible {
+        /// The up file of the irreversible migration.
+        file: String,
+        /// Its version: the lowest version a rollback can reach.
+        version: i32,
+    },
+    /// A down file failed; its transaction was rolled back, so its migration stays applied.
+    #[error("down file {file} failed and was undone, its migration stays applied: {detail}")]
+    RollbackFailed {
+        /// The down file.
+        file: String,
+        /// The statement, its line and the server's message.
+        detail: String,
+        /// The migrations that were reverted before this one.
+        report: RollbackReport,
+    },
+    /// A non-transactional down file failed part way: some of it may be applied.
+    #[error("down file {file} runs outside a transaction and failed part way: {detail}. {state}")]
+    RollbackHalfApplied {
+        /// The down file.
+        file: String,
+        /// The statement, its line and the server's message.
+        detail: String,
+        /// What was left behind, and what to do about it.
+        state: String,
+        /// The migrations that were reverted before this one.
+        report: RollbackReport,
+    },
+    /// The search path names no existing schema, so there is no schema to compare.
+    #[error("the search path names no existing schema; set search_path (or create the schema it names) so migrations know where their objects live")]
+    NoHomeSchema,
+    /// A migration could not be rehearsed to build the expected schema; nothing was changed.
+    #[error("cannot build the expected schema: {file} failed in the rehearsal (a scratch schema inside a transaction that is rolled back, nothing was changed): {detail}")]
+    Rehearsal {
+        /// The up file.
+        file: String,
+        /// The statement and the server's message, or why it cannot be rehearsed.
+        detail: String,
+    },
+    /// Baseline refuses a database that already has migration history.
+    #[error("the database already has migration history (applied up to version {head}); baseline is only for a database built before migrations existed, use migrate or status instead")]
+    BaselineHasHistory {
+        /// The highest applied version.
+        head: i32,
+    },
+    /// The live schema is not what the migrations up to the baseline version produce; nothing was recorded.
+    #[error("the live schema differs from the schema migrations up to version {version} produce, so nothing was recorded; make the database match (or pick the version it matches) and run baseline again:\n{}", fingerprint::describe(.differences))]
+    BaselineMismatch {
+        /// The baseline version.
+        version: i32,
+        /// How the live schema differs from the expected one.
+        differences: Vec<Difference>,
+    },
+    /// `--accept-checksum` named a version whose checksum cannot be accepted; nothing was changed.
+    #[error("cannot accept the checksum of version {version}: {reason}; nothing was repaired")]
+    AcceptChecksum {
+        /// The version.
+        version: i32,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A history row vanished while this run held the migration lock.
+    #[error("the history row of version {version} disappeared while the migration lock was held; someone edits refinery_schema_history by hand, find out who before running again")]
+    HistoryChanged {
+        /// The version.
+        version: i32,
+    },
+    /// The server answered something the engine cannot read.
+    #[error("{0}")]
+    Unexpected(String),
     /// The server refused a query of the engine itself.
     #[error("{context}: {}", db_message(.source))]
     Database {
@@ -112,7 +210,11 @@ impl Error {
     pub fn needs_attention(&self) -> bool {
         matches!(
             self,
-            Error::Diverged(_) | Error::HalfApplied { .. } | Error::InvalidIndexes(_)
+            Error::Diverged(_)
+                | Error::HalfApplied { .. }
+                | Error::RollbackHalfApplied { .. }
+                | Error::BaselineMismatch { .. }
+                | Error::InvalidIndexes(_)
         )
     }
 
@@ -120,6 +222,16 @@ impl Error {
     pub fn partial_report(&self) -> Option<&MigrateReport> {
         match self {
             Error::MigrationFailed { report, .. } | Error::HalfApplied { report, .. } => {
+                Some(report)
+            }
+            _ => None,
+        }
+    }
+
+    /// What a rollback reverted before a failure, if anything.
+    pub fn partial_rollback_report(&self) -> Option<&RollbackReport> {
+        match self {
+            Error::RollbackFailed { report, .. } | Error::RollbackHalfApplied { report, .. } => {
                 Some(report)
             }
             _ => None,
@@ -147,6 +259,17 @@ pub(crate) fn db_message(e: &postgres::Error) -> String {
         }
         None => e.to_string(),
     }
+}
+
+fn list_versions(versions: &[i32]) -> String {
+    if versions.is_empty() {
+        return "none".to_owned();
+    }
+    versions
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn describe_problems(problems: &[Problem]) -> String {

@@ -1,0 +1,245 @@
+//! Repairs: the way out of what a failed non-transactional migration left behind (invalid
+//! indexes), and re-recording the checksum of an applied file that was edited on purpose.
+//! Every repair is written to the event log (direction `repair`, its `error` column saying
+//! what was repaired).
+
+use std::time::{Duration, SystemTime};
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::engine::{self, Actor, InvalidIndex};
+use crate::fingerprint::quote_ident;
+use crate::history::{self, EventRow};
+use crate::{lock, Error};
+
+/// What to repair. There is no `Default`. Whether the environment requires a confirmation is
+/// the caller's business.
+#[derive(Clone, Debug)]
+pub struct RepairOptions<'a> {
+    /// Re-record the checksum (and name) of this applied version from its file as it is now.
+    pub accept_checksum: Option<i32>,
+    /// How long to wait for another run's migration lock before giving up.
+    pub lock_wait: Duration,
+    /// `lock_timeout` for `DROP INDEX CONCURRENTLY`; `None` keeps the server's setting.
+    pub lock_timeout: Option<Duration>,
+    /// `statement_timeout` for the repair statements; `None` keeps the server's setting.
+    pub statement_timeout: Option<Duration>,
+    /// Recorded in the event log.
+    pub actor: &'a Actor,
+}
+
+/// A checksum re-recorded for an edited file.
+#[derive(Clone, Debug, Serialize)]
+pub struct AcceptedChecksum {
+    /// The version.
+    pub version: i32,
+    /// The name recorded before.
+    pub previous_name: String,
+    /// The checksum recorded before.
+    pub previous_checksum: String,
+    /// The name now recorded (the file's).
+    pub name: String,
+    /// The checksum now recorded (the file's).
+    pub checksum: String,
+}
+
+/// What a repair did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Invalid indexes dropped.
+    pub dropped_indexes: Vec<InvalidIndex>,
+    /// Invalid indexes left alone because a `CREATE INDEX CONCURRENTLY` is building them right now.
+    pub still_building: Vec<InvalidIndex>,
+    /// The checksum re-recorded, if one was asked for.
+    pub accepted_checksum: Option<AcceptedChecksum>,
+}
+
+impl RepairReport {
+    /// True when there was nothing to repair.
+    pub fn is_empty(&self) -> bool {
+        self.dropped_indexes.is_empty()
+            && self.still_building.is_empty()
+            && self.accepted_checksum.is_none()
+    }
+}
+
+/// Drops the invalid indexes an interrupted `CREATE INDEX CONCURRENTLY` left (not those being
+/// built right now), and re-records one checksum if asked, under the migration lock.
+pub fn repair(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &RepairOptions<'_>,
+) -> Result<RepairReport, Error> {
+    engine::prepare_session(client)?;
+    lock::acquire(client, options.lock_wait)?;
+    let result = repair_locked(client, catalog, options);
+    let released = lock::release(client);
+    match (result, released) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn repair_locked(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &RepairOptions<'_>,
+) -> Result<RepairReport, Error> {
+    let mut report = RepairReport::default();
+    // Checked before anything changes, so a wrong version changes nothing.
+    let accept = match options.accept_checksum {
+        Some(version) => Some(checksum_to_accept(client, catalog, version)?),
+        None => None,
+    };
+    let invalid = engine::invalid_indexes(client)?;
+    if !invalid.is_empty() || accept.is_some() {
+        history::ensure_tables(client)?;
+        engine::set_timeouts(client, options.lock_timeout, options.statement_timeout)?;
+    }
+    let building = indexes_being_built(client)?;
+    let culprit = if invalid.is_empty() {
+        None
+    } else {
+        Some(last_failed_migration(client)?)
+    };
+    for index in invalid {
+        if building.contains(&(index.schema.clone(), index.name.clone())) {
+            report.still_building.push(index);
+            continue;
+        }
+        let (version, name) = culprit.clone().unwrap_or((0, "unknown".to_owned()));
+        let started_at = history::server_now(client)?;
+        // Outside a transaction, one statement per query: DROP INDEX CONCURRENTLY refuses a
+        // transaction block, and does not block writes to the table while it waits.
+        client
+            .batch_execute(&format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
+                quote_ident(&index.schema),
+                quote_ident(&index.name)
+            ))
+            .map_err(Error::db(format!("cannot drop the invalid index {index}")))?;
+        let what = format!(
+            "dropped invalid index {index}, left by an interrupted CREATE INDEX CONCURRENTLY"
+        );
+        log_repair(client, options.actor, version, &name, started_at, &what)?;
+        report.dropped_indexes.push(index);
+    }
+    if let Some(accepted) = accept {
+        let started_at = history::server_now(client)?;
+        let mut tx = client
+            .transaction()
+            .map_err(Error::db("cannot begin the repair transaction"))?;
+        let updated = tx
+            .execute(
+                "UPDATE refinery_schema_history SET name = $2, checksum = $3 WHERE version = $1",
+                &[&accepted.version, &accepted.name, &accepted.checksum],
+            )
+            .map_err(Error::db("cannot re-record the checksum"))?;
+        if updated != 1 {
+            return Err(Error::HistoryChanged {
+                version: accepted.version,
+            });
+        }
+        let what = format!(
+            "accepted the edited file: checksum {} (was {}), name {} (was {})",
+            accepted.checksum, accepted.previous_checksum, accepted.name, accepted.previous_name
+        );
+        log_repair(
+            &mut tx,
+            options.actor,
+            accepted.version,
+            &accepted.name,
+            started_at,
+            &what,
+        )?;
+        tx.commit()
+            .map_err(Error::db("cannot commit the checksum repair"))?;
+        report.accepted_checksum = Some(accepted);
+    }
+    Ok(report)
+}
+
+fn checksum_to_accept(
+    client: &mut Client,
+    catalog: &Catalog,
+    version: i32,
+) -> Result<AcceptedChecksum, Error> {
+    let refuse = |reason: &str| Error::AcceptChecksum {
+        version,
+        reason: reason.to_owned(),
+    };
+    let applied = history::read(client)?;
+    let Some(row) = applied.iter().find(|a| a.version == version) else {
+        return Err(refuse(
+            "it is not applied, so there is no checksum to accept",
+        ));
+    };
+    let Some(migration) = catalog.get(version) else {
+        return Err(refuse(
+            "its file is missing; restore the file as it was applied instead",
+        ));
+    };
+    let checksum = migration.checksum().to_string();
+    if checksum == row.checksum && migration.name() == row.name {
+        return Err(refuse(
+            "its file is unchanged since it was applied; check the version",
+        ));
+    }
+    Ok(AcceptedChecksum {
+        version,
+        previous_name: row.name.clone(),
+        previous_checksum: row.checksum.clone(),
+        name: migration.name().to_owned(),
+        checksum,
+    })
+}
+
+/// The (schema, index) pairs a `CREATE INDEX` is building at this moment.
+fn indexes_being_built(client: &mut Client) -> Result<Vec<(String, String)>, Error> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_stat_progress_create_index p \
+             JOIN pg_class c ON c.oid = p.index_relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .map_err(Error::db("cannot look for index builds in progress"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The migration whose most recent attempt failed: the one that left the invalid indexes.
+fn last_failed_migration(client: &mut Client) -> Result<(i32, String), Error> {
+    let row = client
+        .query_opt(
+            "SELECT version, name FROM ecomind_migration_events \
+             WHERE outcome = 'failed' AND direction IN ('up', 'down') ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .map_err(Error::db("cannot read the migration event log"))?;
+    Ok(row.map_or((0, "unknown".to_owned()), |r| (r.get(0), r.get(1))))
+}
+
+fn log_repair(
+    conn: &mut impl postgres::GenericClient,
+    actor: &Actor,
+    version: i32,
+    name: &str,
+    started_at: SystemTime,
+    what: &str,
+) -> Result<(), Error> {
+    history::record_event(
+        conn,
+        actor,
+        &EventRow {
+            version,
+            name,
+            direction: "repair",
+            outcome: "applied",
+            started_at,
+            error: Some(what),
+        },
+    )
+}

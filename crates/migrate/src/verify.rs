@@ -1,0 +1,322 @@
+//! Verifying a live schema against the schema its migrations should produce.
+//!
+//! The expected schema is built on the target server itself, by a rehearsal: inside one
+//! transaction that is always rolled back, a scratch schema is created, the search path is set
+//! to it alone, the migrations run there, and the result is fingerprinted with every mention
+//! of the scratch schema read as the live home schema. This needs no PostgreSQL binaries on
+//! the deploy host, and the expected schema is printed by the same server major version, with
+//! the same extensions, as the live one, so the comparison is exact.
+//!
+//! Limits, each refused with a clear error rather than guessed around:
+//! - Statements that cannot run in a transaction cannot be rehearsed as written. For
+//!   `-- ecomind:no-transaction` migrations, `CREATE INDEX CONCURRENTLY`,
+//!   `DROP INDEX CONCURRENTLY` and `REINDEX ... CONCURRENTLY` are rehearsed without
+//!   `CONCURRENTLY`, which builds the same object. Anything else (VACUUM, ...) fails the rehearsal.
+//! - Migrations must create their objects unqualified, in the home schema: a migration that
+//!   touches a live relation (`public.users` spelt out) is caught by the locks it took and
+//!   refused, and transaction control or `search_path` changes in a migration are refused
+//!   before they run. Other schemas are not part of the comparison; extensions are, database-wide.
+
+use std::time::Duration;
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Migration};
+use crate::fingerprint::{self, Difference, Fingerprint};
+use crate::{engine, history, lock, split, Error};
+
+/// How to verify. There is no `Default`: the waits are the caller's choice.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// How long to wait for a running migration's lock (verify does not compare a schema
+    /// half way through a migration).
+    pub lock_wait: Duration,
+    /// `lock_timeout` for the rehearsal; it only locks its own scratch objects, so a wait
+    /// means a migration reached for a live object.
+    pub lock_timeout: Option<Duration>,
+    /// `statement_timeout` for the rehearsal.
+    pub statement_timeout: Option<Duration>,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// The schema compared: where unqualified DDL creates objects.
+    pub schema: String,
+    /// The applied versions whose migrations built the expected schema, lowest first.
+    pub versions: Vec<i32>,
+    /// How many objects the expected schema has.
+    pub expected_objects: usize,
+    /// How the live schema differs from the expected one, ordered by object; empty when it matches.
+    pub differences: Vec<Difference>,
+}
+
+impl VerifyReport {
+    /// True when the live schema is exactly what the applied migrations produce.
+    pub fn matches(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Compares the live schema with the schema the applied migrations produce. Drift is not an
+/// error: it is in the report (the cli exits 4 on it). A history that disagrees with the files
+/// is an error, because the expected schema cannot be known.
+pub fn verify(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, Error> {
+    engine::prepare_session(client)?;
+    lock::acquire(client, options.lock_wait)?;
+    let result = verify_locked(client, catalog, options);
+    let released = lock::release(client);
+    match (result, released) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn verify_locked(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, Error> {
+    let applied = history::read(client)?;
+    let (_, problems) = engine::plan(catalog, &applied, true);
+    if !problems.is_empty() {
+        return Err(Error::Diverged(problems));
+    }
+    let migrations: Vec<&Migration> = applied
+        .iter()
+        .filter_map(|a| catalog.get(a.version))
+        .collect();
+    let comparison = compare(client, &migrations, options)?;
+    Ok(VerifyReport {
+        schema: comparison.schema,
+        versions: migrations.iter().map(|m| m.version()).collect(),
+        expected_objects: comparison.expected_objects,
+        differences: comparison.differences,
+    })
+}
+
+/// A live schema set against a rehearsed one.
+pub(crate) struct Comparison {
+    pub schema: String,
+    pub expected_objects: usize,
+    pub differences: Vec<Difference>,
+}
+
+/// Fingerprints the live home schema, rehearses `migrations` in a scratch schema, and diffs.
+pub(crate) fn compare(
+    client: &mut Client,
+    migrations: &[&Migration],
+    options: &VerifyOptions,
+) -> Result<Comparison, Error> {
+    let live = {
+        let mut tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .map_err(Error::db("cannot begin the fingerprint transaction"))?;
+        let home = fingerprint::home_schema(&mut tx)?.ok_or(Error::NoHomeSchema)?;
+        fingerprint::set_local_search_path(&mut tx, Some(&home))?;
+        let found = fingerprint::collect_schema(&mut tx, &home)?;
+        tx.commit()
+            .map_err(Error::db("cannot end the fingerprint transaction"))?;
+        (home, found)
+    };
+    let (home, live) = live;
+    let expected = rehearse(client, migrations, &home, options)?;
+    Ok(Comparison {
+        expected_objects: expected.len(),
+        differences: fingerprint::diff(&expected, &live),
+        schema: home,
+    })
+}
+
+/// Builds the schema `migrations` produce in a scratch schema inside a transaction that is
+/// rolled back, and fingerprints it as if it were `home`.
+fn rehearse(
+    client: &mut Client,
+    migrations: &[&Migration],
+    home: &str,
+    options: &VerifyOptions,
+) -> Result<Fingerprint, Error> {
+    let mut tx = client
+        .transaction()
+        .map_err(Error::db("cannot begin the rehearsal transaction"))?;
+    let scratch: String = tx
+        .query_one(
+            "SELECT 'ecomind_expected_' || pg_backend_pid() || '_' \
+                    || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            &[],
+        )
+        .map_err(Error::db("cannot name the rehearsal schema"))?
+        .get(0);
+    let mut setup = format!("CREATE SCHEMA {scratch};");
+    if let Some(t) = options.lock_timeout {
+        setup.push_str(&format!("SET LOCAL lock_timeout = {};", t.as_millis()));
+    }
+    if let Some(t) = options.statement_timeout {
+        setup.push_str(&format!("SET LOCAL statement_timeout = {};", t.as_millis()));
+    }
+    tx.batch_execute(&setup).map_err(Error::db(
+        "cannot create the rehearsal schema (the user needs CREATE on the database)",
+    ))?;
+    fingerprint::set_local_search_path(&mut tx, Some(&scratch))?;
+    for migration in migrations {
+        let file = migration.file_name();
+        let statements =
+            split::statements(migration.up_sql()).map_err(|e| Error::InvalidCatalog {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+        for (index, statement) in statements.iter().enumerate() {
+            if let Some(reason) = unrehearsable(statement.sql) {
+                return Err(Error::Rehearsal {
+                    file,
+                    detail: format!("statement {} (line {}) {reason}", index + 1, statement.line),
+                });
+            }
+            let sql = if migration.is_transactional() {
+                statement.sql.to_owned()
+            } else {
+                without_concurrently(statement.sql)
+            };
+            if let Err(e) = tx.batch_execute(&sql) {
+                return Err(Error::Rehearsal {
+                    file,
+                    detail: engine::describe_failure(index, statements.len(), statement, &e),
+                });
+            }
+        }
+        let outside = live_relations_locked(&mut tx, &scratch)?;
+        if !outside.is_empty() {
+            return Err(Error::Rehearsal {
+                file,
+                detail: format!(
+                    "it reached for objects outside the schema it is rehearsed in: {}; migrations must name their objects unqualified",
+                    outside.join(", ")
+                ),
+            });
+        }
+    }
+    let expected = fingerprint::collect_schema_as(&mut tx, &scratch, home)?;
+    // Dropping the transaction rolls it back: the scratch schema never existed for anyone else.
+    drop(tx);
+    Ok(expected)
+}
+
+/// Why a statement cannot be rehearsed, if it cannot.
+fn unrehearsable(sql: &str) -> Option<&'static str> {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or_default();
+    match first {
+        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release"
+        | "prepare" => Some("controls the transaction, which a migration must not do"),
+        "set" | "reset" if sql.to_ascii_lowercase().contains("search_path") => {
+            Some("changes the search path, which a migration must not do")
+        }
+        _ => None,
+    }
+}
+
+/// The statement without the `CONCURRENTLY` of `CREATE [UNIQUE] INDEX CONCURRENTLY`,
+/// `DROP INDEX CONCURRENTLY` or `REINDEX ... CONCURRENTLY`: the same object, built inside the
+/// rehearsal's transaction.
+fn without_concurrently(sql: &str) -> String {
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, c) in sql.char_indices() {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+        if words.len() == 5 {
+            break;
+        }
+    }
+    if let (Some(s), true) = (start, words.len() < 5) {
+        words.push((s, sql.len()));
+    }
+    let is = |(s, e): (usize, usize), word: &str| sql[s..e].eq_ignore_ascii_case(word);
+    let Some(&first) = words.first() else {
+        return sql.to_owned();
+    };
+    if !(is(first, "create") || is(first, "drop") || is(first, "reindex")) {
+        return sql.to_owned();
+    }
+    match words.iter().find(|w| is(**w, "concurrently")) {
+        Some(&(s, e)) => format!("{}{}", &sql[..s], sql[e..].trim_start()),
+        None => sql.to_owned(),
+    }
+}
+
+/// Relations outside the scratch schema and the system catalogs that this transaction has
+/// locked: a migration that touched a live object.
+fn live_relations_locked(
+    tx: &mut postgres::Transaction<'_>,
+    scratch: &str,
+) -> Result<Vec<String>, Error> {
+    let rows = tx
+        .query(
+            "SELECT DISTINCT n.nspname::text || '.' || c.relname::text \
+             FROM pg_locks l \
+             JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1) \
+               AND n.nspname NOT LIKE 'pg\\_toast%' \
+             ORDER BY 1",
+            &[&scratch],
+        )
+        .map_err(Error::db("cannot check what the rehearsal locked"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{unrehearsable, without_concurrently};
+
+    #[test]
+    fn concurrently_is_dropped_only_where_it_is_the_keyword() {
+        let check = |sql: &str, expected: &str| assert_eq!(without_concurrently(sql), expected);
+        check(
+            "CREATE INDEX CONCURRENTLY i ON t (x)",
+            "CREATE INDEX i ON t (x)",
+        );
+        check(
+            "create unique index\n  concurrently i on t (x)",
+            "create unique index\n  i on t (x)",
+        );
+        check("DROP INDEX CONCURRENTLY i", "DROP INDEX i");
+        check("REINDEX INDEX CONCURRENTLY i", "REINDEX INDEX i");
+        check("CREATE INDEX i ON t (x)", "CREATE INDEX i ON t (x)");
+        check(
+            "UPDATE t SET note = 'CONCURRENTLY'",
+            "UPDATE t SET note = 'CONCURRENTLY'",
+        );
+    }
+
+    #[test]
+    fn transaction_control_and_search_path_are_refused() {
+        assert!(unrehearsable("COMMIT").is_some());
+        assert!(unrehearsable("begin").is_some());
+        assert!(unrehearsable("SET search_path = x").is_some());
+        assert!(unrehearsable("set local SEARCH_PATH to x").is_some());
+        assert!(unrehearsable("SET lock_timeout = 5").is_none());
+        assert!(unrehearsable("CREATE TABLE t (x int)").is_none());
+    }
+}
