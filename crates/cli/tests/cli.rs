@@ -233,7 +233,19 @@ fn a_migrate_killed_mid_migration_leaves_nothing_of_it_and_the_next_run_applies_
             db.name()
         ))
         .expect("reset");
-    // The server notices the dead client by itself (client_connection_check_interval) and rolls back.
+    let server_version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .expect("version")
+        .get(0);
+    if server_version < 140000 {
+        // Before PostgreSQL 14 the server cannot notice a dead client while a statement runs; an
+        // operator ends the orphaned backend, whose pid the lock-timeout error names.
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&backend])
+            .expect("terminate the orphaned backend");
+    }
+    // From PostgreSQL 14 on, the server notices the dead client by itself
+    // (client_connection_check_interval) and rolls the migration back.
     eventually("the killed run's backend to end", || {
         admin
             .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&backend])
@@ -413,7 +425,8 @@ fn wait_returns_once_a_late_server_accepts_connections() {
         "still waiting"
     );
 
-    let binaries = ecomind_snapshot::Binaries::locate(None).expect("binaries");
+    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR").map(PathBuf::from);
+    let binaries = ecomind_snapshot::Binaries::locate(configured.as_deref()).expect("binaries");
     let started = ecomind_snapshot::Cluster::ensure_running(
         &root,
         &ecomind_snapshot::ClusterOptions {
