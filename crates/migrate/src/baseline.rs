@@ -104,7 +104,7 @@ fn baseline_locked(
         .map_err(Error::db("cannot begin the baseline transaction"))?;
     let tables = row_counts(&mut tx, &comparison.schema)?;
     on_progress(BaselineProgress::Counted(&tables));
-    let started_at = history::server_now(&mut tx)?;
+    let started = std::time::Instant::now();
     for m in &migrations {
         history::record_applied(&mut tx, m.version(), m.name(), m.checksum())?;
         history::record_event(
@@ -115,7 +115,7 @@ fn baseline_locked(
                 name: m.name(),
                 direction: "baseline",
                 outcome: "applied",
-                started_at,
+                elapsed: started.elapsed(),
                 error: None,
             },
         )?;

@@ -405,30 +405,40 @@ impl Script<'_> {
         })
     }
 
-    /// Records the script's effect in the history and the event log, in the given transaction.
-    fn record_done(
+    /// Records the script's effect in the history and the event log, then commits: the
+    /// inserts travel with the `COMMIT` in one round trip. The caller has begun the transaction.
+    fn record_and_commit(
         &self,
-        tx: &mut postgres::Transaction<'_>,
+        client: &mut Client,
         actor: &crate::Actor,
-        started_at: std::time::SystemTime,
+        elapsed: Duration,
     ) -> Result<(), Error> {
         let m = self.migration;
-        match self.direction {
-            Direction::Up => history::record_applied(tx, m.version(), m.name(), m.checksum())?,
-            Direction::Down => history::record_reverted(tx, m.version())?,
-        }
-        history::record_event(
-            tx,
+        let event = history::event_sql(
             actor,
             &EventRow {
                 version: m.version(),
                 name: m.name(),
                 direction: self.direction.as_str(),
                 outcome: "applied",
-                started_at,
+                elapsed,
                 error: None,
             },
-        )
+        );
+        let batch = match self.direction {
+            Direction::Up => format!(
+                "{};\n{event};\nCOMMIT",
+                history::applied_sql(m.version(), m.name(), m.checksum())
+            ),
+            Direction::Down => {
+                // The deletion must remove exactly one row, which only a separate query can tell.
+                history::record_reverted(client, m.version())?;
+                format!("{event};\nCOMMIT")
+            }
+        };
+        client
+            .batch_execute(&batch)
+            .map_err(Error::db("cannot record and commit the migration"))
     }
 }
 
@@ -478,28 +488,51 @@ impl From<Error> for Failure {
     }
 }
 
+/// Sent with a transactional script's first statement, so `BEGIN` costs no round trip of its own.
+const BEGIN: &str = "BEGIN; ";
+
+/// Ends a transaction that failed part way. Best effort: when the connection is gone, the server
+/// has rolled it back already.
+fn roll_back(client: &mut Client) {
+    let _ = client.batch_execute("ROLLBACK");
+}
+
 fn run_in_transaction(
     client: &mut Client,
     script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
     let statements = script.statements()?;
-    let mut tx = client
-        .transaction()
-        .map_err(Error::db("cannot begin a transaction"))?;
-    let started_at = history::server_now(&mut tx)?;
+    if statements.is_empty() {
+        return Err(Failure::Engine(Error::InvalidCatalog {
+            file: script.file_name(),
+            reason: "it has no SQL statement".to_owned(),
+        }));
+    }
+    let started = Instant::now();
+    // Each statement is its own round trip so a failure names its statement; the transaction
+    // spans them all, and the history and event rows commit with it.
     for (index, statement) in statements.iter().enumerate() {
-        if let Err(e) = tx.batch_execute(statement.sql) {
-            let detail = describe_failure(index, statements.len(), statement, &e);
-            // Dropping the transaction rolls it back: nothing of this script stays.
-            drop(tx);
-            record_failure(client, script, actor, started_at, &detail);
+        let (sent, prefix_chars) = if index == 0 {
+            (
+                std::borrow::Cow::Owned(format!("{BEGIN}{}", statement.sql)),
+                BEGIN.chars().count(),
+            )
+        } else {
+            (std::borrow::Cow::Borrowed(statement.sql), 0)
+        };
+        if let Err(e) = client.batch_execute(&sent) {
+            let detail = describe_failure_at(index, statements.len(), statement, &e, prefix_chars);
+            // Nothing of this script stays.
+            roll_back(client);
+            record_failure(client, script, actor, started.elapsed(), &detail);
             return Err(Failure::RolledBack(detail));
         }
     }
-    script.record_done(&mut tx, actor, started_at)?;
-    tx.commit()
-        .map_err(Error::db("cannot commit the migration"))?;
+    if let Err(e) = script.record_and_commit(client, actor, started.elapsed()) {
+        roll_back(client);
+        return Err(Failure::Engine(e));
+    }
     Ok(())
 }
 
@@ -513,7 +546,7 @@ fn run_outside_transaction(
     if !before.is_empty() {
         return Err(Failure::Engine(Error::InvalidIndexes(before)));
     }
-    let started_at = history::server_now(client)?;
+    let started = Instant::now();
     for (index, statement) in statements.iter().enumerate() {
         // One statement per simple query: a multi-statement query would run in an implicit
         // transaction block, where CREATE INDEX CONCURRENTLY is refused.
@@ -521,7 +554,7 @@ fn run_outside_transaction(
             let detail = describe_failure(index, statements.len(), statement, &e);
             let left = invalid_indexes(client).unwrap_or_default();
             let state = half_done_state(index, &left, script.direction);
-            record_failure(client, script, actor, started_at, &detail);
+            record_failure(client, script, actor, started.elapsed(), &detail);
             return Err(Failure::HalfApplied { detail, state });
         }
     }
@@ -529,15 +562,16 @@ fn run_outside_transaction(
     if !left.is_empty() {
         let detail = "every statement succeeded but invalid indexes remain".to_owned();
         let state = half_done_state(statements.len(), &left, script.direction);
-        record_failure(client, script, actor, started_at, &detail);
+        record_failure(client, script, actor, started.elapsed(), &detail);
         return Err(Failure::HalfApplied { detail, state });
     }
-    let mut tx = client
-        .transaction()
+    client
+        .batch_execute("BEGIN")
         .map_err(Error::db("cannot begin a transaction"))?;
-    script.record_done(&mut tx, actor, started_at)?;
-    tx.commit()
-        .map_err(Error::db("cannot commit the migration's history row"))?;
+    if let Err(e) = script.record_and_commit(client, actor, started.elapsed()) {
+        roll_back(client);
+        return Err(Failure::Engine(e));
+    }
     Ok(())
 }
 
@@ -568,7 +602,7 @@ fn record_failure(
     client: &mut Client,
     script: &Script<'_>,
     actor: &crate::Actor,
-    started_at: std::time::SystemTime,
+    elapsed: Duration,
     detail: &str,
 ) {
     let _ = history::record_event(
@@ -579,7 +613,7 @@ fn record_failure(
             name: script.migration.name(),
             direction: script.direction.as_str(),
             outcome: "failed",
-            started_at,
+            elapsed,
             error: Some(detail),
         },
     );
@@ -592,11 +626,23 @@ pub(crate) fn describe_failure(
     statement: &split::Statement<'_>,
     error: &postgres::Error,
 ) -> String {
+    describe_failure_at(index, total, statement, error, 0)
+}
+
+/// As [`describe_failure`], for a statement sent after `prefix_chars` characters of something else.
+fn describe_failure_at(
+    index: usize,
+    total: usize,
+    statement: &split::Statement<'_>,
+    error: &postgres::Error,
+    prefix_chars: usize,
+) -> String {
     let mut line = statement.line;
     if let Some(postgres::error::ErrorPosition::Original(pos)) =
         error.as_db_error().and_then(|d| d.position())
     {
-        let upto: String = statement.sql.chars().take(*pos as usize).collect();
+        let within = (*pos as usize).saturating_sub(prefix_chars);
+        let upto: String = statement.sql.chars().take(within).collect();
         line += upto.matches('\n').count();
     }
     format!(

@@ -1,6 +1,6 @@
 //! The history tables: refinery's `refinery_schema_history` and our event log beside it.
 
-use postgres::{Client, Transaction};
+use postgres::Client;
 use serde::Serialize;
 
 use crate::Error;
@@ -50,24 +50,6 @@ pub struct AppliedMigration {
     pub checksum: String,
 }
 
-/// The server's clock now.
-pub(crate) fn server_now(
-    conn: &mut impl postgres::GenericClient,
-) -> Result<std::time::SystemTime, Error> {
-    // The simple protocol: one round trip, where a prepared query costs two.
-    let rows = conn
-        .simple_query("SELECT extract(epoch FROM clock_timestamp())::text")
-        .map_err(Error::db("cannot read the server's clock"))?;
-    let epoch = rows.iter().find_map(|m| match m {
-        postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse::<f64>().ok()),
-        _ => None,
-    });
-    epoch
-        .filter(|e| e.is_finite() && *e >= 0.0)
-        .map(|e| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e))
-        .ok_or_else(|| Error::Unexpected("the server's clock did not read as a number".to_owned()))
-}
-
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
     // The server emits a NOTICE for each table that exists; the client ignores notices.
     client
@@ -107,8 +89,9 @@ pub(crate) struct EventRow<'a> {
     pub name: &'a str,
     pub direction: &'a str,
     pub outcome: &'a str,
-    /// The server's clock when the step began (never the client's: clocks differ).
-    pub started_at: std::time::SystemTime,
+    /// How long the step took, by the client's monotonic clock. The server's clock dates it:
+    /// it started `elapsed` before the row is written (client and server clocks may differ).
+    pub elapsed: std::time::Duration,
     pub error: Option<&'a str>,
 }
 
@@ -121,36 +104,36 @@ fn literal(text: &str) -> String {
     format!("E'{escaped}'")
 }
 
-/// A `timestamptz` literal for a point in time.
-fn timestamp(at: std::time::SystemTime) -> String {
-    let secs = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    format!("to_timestamp({secs:.6})")
+/// The statement that records an applied migration, in the layout refinery writes.
+///
+/// History and event rows are written with the simple protocol and literals, so the engine can
+/// send them together with `COMMIT` in one round trip (a parameterised statement costs two).
+pub(crate) fn applied_sql(version: i32, name: &str, checksum: u64) -> String {
+    format!(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+         VALUES ({version}, {}, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '{checksum}')",
+        literal(name)
+    )
 }
 
-/// Records an applied migration inside its own transaction, in the layout refinery writes.
-///
-/// History and event rows are written with the simple protocol and literals: one round trip
-/// each, where a parameterised statement costs two (prepare, then execute).
+/// Records an applied migration in the given transaction or connection.
 pub(crate) fn record_applied(
-    tx: &mut Transaction<'_>,
+    conn: &mut impl postgres::GenericClient,
     version: i32,
     name: &str,
     checksum: u64,
 ) -> Result<(), Error> {
-    tx.batch_execute(&format!(
-        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
-         VALUES ({version}, {}, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '{checksum}')",
-        literal(name)
-    ))
-    .map_err(Error::db(
-        "cannot record the migration in refinery_schema_history",
-    ))
+    conn.batch_execute(&applied_sql(version, name, checksum))
+        .map_err(Error::db(
+            "cannot record the migration in refinery_schema_history",
+        ))
 }
 
 /// Removes a reverted migration's history row inside the transaction of its down script.
-pub(crate) fn record_reverted(tx: &mut Transaction<'_>, version: i32) -> Result<(), Error> {
+pub(crate) fn record_reverted(
+    tx: &mut impl postgres::GenericClient,
+    version: i32,
+) -> Result<(), Error> {
     // The simple protocol, like the inserts: one round trip.
     let messages = tx
         .simple_query(&format!(
@@ -169,28 +152,35 @@ pub(crate) fn record_reverted(tx: &mut Transaction<'_>, version: i32) -> Result<
     Ok(())
 }
 
+/// The statement that writes one event-log row.
+pub(crate) fn event_sql(actor: &crate::Actor, row: &EventRow<'_>) -> String {
+    let elapsed_ms = row.elapsed.as_secs_f64() * 1000.0;
+    format!(
+        "INSERT INTO ecomind_migration_events \
+         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error) \
+         VALUES ({version}, {name}, {direction}, {outcome}, \
+                 clock_timestamp() - make_interval(secs => {elapsed_secs:.6}), clock_timestamp(), {elapsed_ms:.3}, \
+                 {os_user}, {host}, {tool}, {error})",
+        version = row.version,
+        name = literal(row.name),
+        direction = literal(row.direction),
+        outcome = literal(row.outcome),
+        elapsed_secs = elapsed_ms / 1000.0,
+        os_user = literal(&actor.os_user),
+        host = literal(&actor.host),
+        tool = literal(&actor.tool_version),
+        error = row.error.map_or_else(|| "NULL".to_owned(), literal),
+    )
+}
+
 /// Writes one event-log row, in the given transaction or connection.
 pub(crate) fn record_event(
     conn: &mut impl postgres::GenericClient,
     actor: &crate::Actor,
     row: &EventRow<'_>,
 ) -> Result<(), Error> {
-    let started = timestamp(row.started_at);
-    conn.batch_execute(&format!(
-        "INSERT INTO ecomind_migration_events \
-         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error) \
-         VALUES ({version}, {name}, {direction}, {outcome}, {started}, clock_timestamp(), \
-                 greatest(0, extract(epoch FROM clock_timestamp() - {started}) * 1000), {os_user}, {host}, {tool}, {error})",
-        version = row.version,
-        name = literal(row.name),
-        direction = literal(row.direction),
-        outcome = literal(row.outcome),
-        os_user = literal(&actor.os_user),
-        host = literal(&actor.host),
-        tool = literal(&actor.tool_version),
-        error = row.error.map_or_else(|| "NULL".to_owned(), literal),
-    ))
-    .map_err(Error::db("cannot write the migration event log"))
+    conn.batch_execute(&event_sql(actor, row))
+        .map_err(Error::db("cannot write the migration event log"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Every repair is written to the event log (direction `repair`, its `error` column saying
 //! what was repaired).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use postgres::Client;
 use serde::Serialize;
@@ -111,7 +111,7 @@ fn repair_locked(
             continue;
         }
         let (version, name) = culprit.clone().unwrap_or((0, "unknown".to_owned()));
-        let started_at = history::server_now(client)?;
+        let started = std::time::Instant::now();
         // Outside a transaction, one statement per query: DROP INDEX CONCURRENTLY refuses a
         // transaction block, and does not block writes to the table while it waits.
         client
@@ -124,11 +124,18 @@ fn repair_locked(
         let what = format!(
             "dropped invalid index {index}, left by an interrupted CREATE INDEX CONCURRENTLY"
         );
-        log_repair(client, options.actor, version, &name, started_at, &what)?;
+        log_repair(
+            client,
+            options.actor,
+            version,
+            &name,
+            started.elapsed(),
+            &what,
+        )?;
         report.dropped_indexes.push(index);
     }
     if let Some(accepted) = accept {
-        let started_at = history::server_now(client)?;
+        let started = std::time::Instant::now();
         let mut tx = client
             .transaction()
             .map_err(Error::db("cannot begin the repair transaction"))?;
@@ -152,7 +159,7 @@ fn repair_locked(
             options.actor,
             accepted.version,
             &accepted.name,
-            started_at,
+            started.elapsed(),
             &what,
         )?;
         tx.commit()
@@ -227,7 +234,7 @@ fn log_repair(
     actor: &Actor,
     version: i32,
     name: &str,
-    started_at: SystemTime,
+    elapsed: Duration,
     what: &str,
 ) -> Result<(), Error> {
     history::record_event(
@@ -238,7 +245,7 @@ fn log_repair(
             name,
             direction: "repair",
             outcome: "applied",
-            started_at,
+            elapsed,
             error: Some(what),
         },
     )
