@@ -32,6 +32,18 @@ pub enum Command {
     /// Apply pending migrations, each in one transaction with its history row, under a lock.
     #[command(after_help = EXIT_CODES)]
     Migrate(MigrateArgs),
+    /// Revert applied migrations with their down files, newest first (needs --to or --steps).
+    #[command(after_help = EXIT_CODES)]
+    Rollback(RollbackArgs),
+    /// Compare the live schema with the schema the applied migrations produce; exit 4 on drift.
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+    /// Bring a hand-made database under management: record V1..V as applied, only if its schema matches exactly.
+    #[command(after_help = EXIT_CODES)]
+    Baseline(BaselineArgs),
+    /// Drop invalid indexes left by an interrupted CREATE INDEX CONCURRENTLY, or accept an edited file's checksum.
+    #[command(after_help = EXIT_CODES)]
+    Repair(RepairArgs),
     /// Show applied and pending migrations, divergence and half-done migrations.
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
@@ -145,6 +157,69 @@ pub struct MigrateArgs {
     /// Apply never-applied migrations older than the applied head instead of refusing.
     #[arg(long)]
     pub allow_out_of_order: bool,
+}
+
+/// `--confirm`: destructive commands accept it everywhere and need it where the policy says so.
+#[derive(Debug, Args)]
+pub struct Confirm {
+    /// The environment's name, to confirm a destructive command (required where the environment's policy says so).
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+}
+
+/// `rollback`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how_far").required(true).args(["to", "steps"])))]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// Revert every applied migration above this version (0 reverts them all).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i32>,
+    /// Revert this many of the newest applied migrations.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: Option<u32>,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+}
+
+/// `baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// Record migrations up to and including this version.
+    #[arg(long, value_name = "VERSION", default_value_t = 1)]
+    pub version: i32,
+}
+
+/// `repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// Re-record the checksum of this applied version from its edited file (always needs --confirm).
+    #[arg(long, value_name = "VERSION")]
+    pub accept_checksum: Option<i32>,
 }
 
 /// `status`.

@@ -5,12 +5,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ecomind_config::Target as SettingsTarget;
-use ecomind_migrate::{Actor, Catalog, MigrateOptions, Progress};
+use ecomind_migrate::{
+    Actor, BaselineOptions, BaselineProgress, Catalog, MigrateOptions, Migration, Progress,
+    RepairOptions, RollbackOptions, RollbackProgress, RollbackTarget, VerifyOptions,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::{
-    ConfigAction, ConfigArgs, DevDbAction, DevDbArgs, MigrateArgs, Source, StatusArgs, WaitArgs,
+    BaselineArgs, ConfigAction, ConfigArgs, Confirm, DevDbAction, DevDbArgs, MigrateArgs,
+    RepairArgs, RollbackArgs, Source, StatusArgs, VerifyArgs, WaitArgs,
 };
 use crate::connect;
 use crate::exit;
@@ -45,7 +49,7 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
         allow_out_of_order: args.allow_out_of_order,
         actor: &actor,
     };
-    let mut progress = ProgressView::new(out);
+    let mut progress = ProgressView::new(out, ["apply", "applying", "applied"]);
     let result =
         ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
     progress.finish();
@@ -106,6 +110,227 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
         }),
     );
     Ok(exit::OK)
+}
+
+/// Refuses a destructive command that the environment's policy does not let through.
+fn confirmed(settings: &ecomind_config::Settings, confirm: &Confirm) -> Result<()> {
+    settings
+        .policy
+        .check_confirm(&settings.env, confirm.confirm.as_deref())
+        .map_err(anyhow::Error::new)
+}
+
+fn verify_options(settings: &ecomind_config::Settings) -> VerifyOptions {
+    VerifyOptions {
+        lock_wait: settings.policy.lock_wait,
+        lock_timeout: settings.policy.lock_timeout,
+        statement_timeout: settings.policy.statement_timeout,
+    }
+}
+
+/// `rollback`.
+pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
+    let catalog = catalog(&args.source)?;
+    let policy = connect::policy_settings(&args.target)?;
+    if !policy.policy.allow_rollback {
+        anyhow::bail!(
+            "environment '{}' does not allow rollback (policy.allow_rollback = false); write a new migration that reverses the change instead",
+            policy.env
+        );
+    }
+    confirmed(&policy, &args.confirm)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let actor = actor();
+    let to = match (args.to, args.steps) {
+        (Some(v), _) => RollbackTarget::ToVersion(v),
+        (None, Some(n)) => RollbackTarget::Steps(n as usize),
+        (None, None) => unreachable!("clap requires --to or --steps"),
+    };
+    let options = RollbackOptions {
+        to,
+        lock_wait: settings.policy.lock_wait,
+        lock_timeout: settings.policy.lock_timeout,
+        statement_timeout: settings.policy.statement_timeout,
+        actor: &actor,
+    };
+    let mut progress = ProgressView::new(out, ["revert", "reverting", "reverted"]);
+    let result = ecomind_migrate::rollback(&mut client, &catalog, &options, &mut |p| {
+        progress.update_rollback(p)
+    });
+    progress.finish();
+    let report = result.map_err(|e| {
+        anyhow::Error::new(e).context(format!("rollback on {} stopped", server.describe()))
+    })?;
+    let mut text = String::new();
+    for step in &report.reverted {
+        let _ = writeln!(
+            text,
+            "reverted V{} {} ({:.0} ms)",
+            step.version, step.name, step.duration_ms
+        );
+    }
+    let _ = write!(
+        text,
+        "{}: {} migration(s) reverted, now at {}",
+        server.describe(),
+        report.reverted.len(),
+        version_label(report.head)
+    );
+    out.result(
+        &text,
+        &json!({
+            "environment": settings.env,
+            "database": server.describe(),
+            "reverted": report.reverted,
+            "head": report.head,
+        }),
+    );
+    Ok(exit::OK)
+}
+
+/// `verify`.
+pub fn verify(args: &VerifyArgs, out: &Output) -> Result<u8> {
+    let catalog = catalog(&args.source)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let report = ecomind_migrate::verify(&mut client, &catalog, &verify_options(&settings))
+        .with_context(|| format!("cannot verify {}", server.describe()))?;
+    let mut text = String::new();
+    if report.matches() {
+        let _ = write!(
+            text,
+            "{}: schema {} matches the {} applied migration(s) ({} objects)",
+            server.describe(),
+            report.schema,
+            report.versions.len(),
+            report.expected_objects
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "{}: schema {} has drifted from what the {} applied migration(s) produce:",
+            server.describe(),
+            report.schema,
+            report.versions.len()
+        );
+        for d in &report.differences {
+            let _ = writeln!(text, "  {d}");
+        }
+        let _ = write!(text, "{} difference(s)", report.differences.len());
+    }
+    out.result(&text, &report);
+    Ok(if report.matches() {
+        exit::OK
+    } else {
+        exit::ATTENTION
+    })
+}
+
+/// `baseline`.
+pub fn baseline(args: &BaselineArgs, out: &Output) -> Result<u8> {
+    let catalog = catalog(&args.source)?;
+    confirmed(&connect::policy_settings(&args.target)?, &args.confirm)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let actor = actor();
+    let options = BaselineOptions {
+        version: args.version,
+        verify: verify_options(&settings),
+        actor: &actor,
+    };
+    let report = ecomind_migrate::baseline(&mut client, &catalog, &options, &mut |p| match p {
+        BaselineProgress::Counted(tables) => {
+            out.log("the schema matches; row counts before stamping:");
+            for t in tables {
+                out.log(&format!("  {}.{}: {} rows", t.schema, t.table, t.rows));
+            }
+        }
+    })
+    .with_context(|| format!("cannot baseline {}", server.describe()))?;
+    let mut text = String::new();
+    for t in &report.tables {
+        let _ = writeln!(
+            text,
+            "  {:<40} {:>12} rows",
+            format!("{}.{}", t.schema, t.table),
+            t.rows
+        );
+    }
+    let versions: Vec<String> = report
+        .recorded
+        .iter()
+        .map(|p| format!("V{}", p.version))
+        .collect();
+    let _ = write!(
+        text,
+        "{}: schema {} matched ({} objects); recorded {} as applied without running them",
+        server.describe(),
+        report.schema,
+        report.objects,
+        versions.join(", ")
+    );
+    out.result(&text, &report);
+    Ok(exit::OK)
+}
+
+/// `repair`.
+pub fn repair(args: &RepairArgs, out: &Output) -> Result<u8> {
+    let catalog = catalog(&args.source)?;
+    let policy = connect::policy_settings(&args.target)?;
+    if let Some(version) = args.accept_checksum {
+        if args.confirm.confirm.is_none() {
+            anyhow::bail!(
+                "--accept-checksum {version} rewrites the recorded history: pass --confirm {} too",
+                policy.env
+            );
+        }
+    }
+    confirmed(&policy, &args.confirm)?;
+    let settings = connect::settings(&args.target)?;
+    let (mut client, server) = connect::connect(&settings)?;
+    let actor = actor();
+    let options = RepairOptions {
+        accept_checksum: args.accept_checksum,
+        lock_wait: settings.policy.lock_wait,
+        lock_timeout: settings.policy.lock_timeout,
+        statement_timeout: settings.policy.statement_timeout,
+        actor: &actor,
+    };
+    let report = ecomind_migrate::repair(&mut client, &catalog, &options)
+        .with_context(|| format!("cannot repair {}", server.describe()))?;
+    let mut text = String::new();
+    for i in &report.dropped_indexes {
+        let _ = writeln!(text, "dropped invalid index {i}");
+    }
+    for i in &report.still_building {
+        let _ = writeln!(
+            text,
+            "left invalid index {i} alone: a CREATE INDEX CONCURRENTLY is building it right now"
+        );
+    }
+    if let Some(a) = &report.accepted_checksum {
+        let _ = writeln!(
+            text,
+            "re-recorded V{} {} with checksum {} (was {} {})",
+            a.version, a.name, a.checksum, a.previous_name, a.previous_checksum
+        );
+    }
+    if report.is_empty() {
+        let _ = write!(text, "{}: nothing to repair", server.describe());
+    } else {
+        let _ = write!(
+            text,
+            "{}: repaired; the event log records it",
+            server.describe()
+        );
+    }
+    out.result(&text, &report);
+    Ok(if report.still_building.is_empty() {
+        exit::OK
+    } else {
+        exit::ATTENTION
+    })
 }
 
 /// `status`.
@@ -380,49 +605,73 @@ fn actor() -> Actor {
 /// Progress: a bar with the current migration's name on a terminal, plain lines on stderr otherwise.
 struct ProgressView<'o> {
     out: &'o Output,
+    /// "apply", "applying", "applied", or the same for revert.
+    verb: [&'static str; 3],
     bar: Option<ProgressBar>,
 }
 
 impl<'o> ProgressView<'o> {
-    fn new(out: &'o Output) -> ProgressView<'o> {
-        ProgressView { out, bar: None }
+    fn new(out: &'o Output, verb: [&'static str; 3]) -> ProgressView<'o> {
+        ProgressView {
+            out,
+            verb,
+            bar: None,
+        }
+    }
+
+    fn planned(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if self.out.stderr_is_terminal() {
+            let bar = ProgressBar::new(count as u64);
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bar = Some(bar);
+        } else {
+            self.out
+                .log(&format!("{count} migration(s) to {}", self.verb[0]));
+        }
+    }
+
+    fn started(&mut self, m: &Migration) {
+        let label = format!("V{} {}", m.version(), m.name());
+        match &self.bar {
+            Some(bar) => bar.set_message(label),
+            None => self.out.log(&format!("{} {label}", self.verb[1])),
+        }
+    }
+
+    fn done(&mut self, m: &Migration, took: Duration) {
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            None => self.out.log(&format!(
+                "{} V{} {} in {:.0} ms",
+                self.verb[2],
+                m.version(),
+                m.name(),
+                took.as_secs_f64() * 1000.0
+            )),
+        }
     }
 
     fn update(&mut self, progress: Progress<'_>) {
         match progress {
-            Progress::Planned(plan) => {
-                if plan.is_empty() {
-                    return;
-                }
-                if self.out.stderr_is_terminal() {
-                    let bar = ProgressBar::new(plan.len() as u64);
-                    if let Ok(style) = ProgressStyle::with_template(
-                        "{spinner} [{bar:30}] {pos}/{len} {elapsed} {msg}",
-                    ) {
-                        bar.set_style(style.progress_chars("=> "));
-                    }
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    self.bar = Some(bar);
-                } else {
-                    self.out
-                        .log(&format!("{} migration(s) to apply", plan.len()));
-                }
-            }
-            Progress::Started(m) => match &self.bar {
-                Some(bar) => bar.set_message(format!("V{} {}", m.version(), m.name())),
-                None => self
-                    .out
-                    .log(&format!("applying V{} {}", m.version(), m.name())),
-            },
-            Progress::Applied(m, took) => match &self.bar {
-                Some(bar) => bar.inc(1),
-                None => self.out.log(&format!(
-                    "applied V{} {} in {:.0} ms",
-                    m.version(),
-                    m.name(),
-                    took.as_secs_f64() * 1000.0
-                )),
-            },
+            Progress::Planned(plan) => self.planned(plan.len()),
+            Progress::Started(m) => self.started(m),
+            Progress::Applied(m, took) => self.done(m, took),
+        }
+    }
+
+    fn update_rollback(&mut self, progress: RollbackProgress<'_>) {
+        match progress {
+            RollbackProgress::Planned(plan) => self.planned(plan.len()),
+            RollbackProgress::Started(m) => self.started(m),
+            RollbackProgress::Reverted(m, took) => self.done(m, took),
         }
     }
 

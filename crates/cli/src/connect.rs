@@ -20,6 +20,13 @@ pub fn settings(target: &Target) -> Result<Settings> {
     Ok(settings)
 }
 
+/// The environment's settings without its secrets: enough to apply its policy before a secret is read.
+pub fn policy_settings(target: &Target) -> Result<Settings> {
+    let flags = flags(target);
+    ecomind_config::load_without_secrets(&load_options(target, &flags))
+        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))
+}
+
 /// The command line's connection overrides.
 pub fn flags(target: &Target) -> Flags {
     Flags {

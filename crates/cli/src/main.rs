@@ -32,6 +32,10 @@ fn main() -> ExitCode {
     let out = Output::new(cli.json);
     let result = match &cli.command {
         Command::Migrate(a) => commands::migrate(a, &out),
+        Command::Rollback(a) => commands::rollback(a, &out),
+        Command::Verify(a) => commands::verify(a, &out),
+        Command::Baseline(a) => commands::baseline(a, &out),
+        Command::Repair(a) => commands::repair(a, &out),
         Command::Status(a) => commands::status(a, &out),
         Command::Wait(a) => commands::wait(a, &out),
         Command::Config(a) => commands::config(a, &out),

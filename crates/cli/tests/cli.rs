@@ -458,3 +458,186 @@ fn wait_gives_up_clearly_when_its_timeout_passes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn verify_passes_on_a_migrated_database_and_exits_4_on_drift() {
+    let db = database();
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    let clean = run(&db, &["verify", "--env", "dev"]);
+    assert_exit(&clean, 0);
+    assert!(text(&clean.stdout).contains("matches the 4 applied migration(s)"));
+
+    db.client()
+        .batch_execute("DROP INDEX idx_events_ts; ALTER TABLE users ADD COLUMN nickname text")
+        .expect("drift by hand");
+    let drift = run(&db, &["verify", "--env", "dev"]);
+    assert_exit(&drift, 4);
+    let out = text(&drift.stdout);
+    assert!(out.contains("idx_events_ts"), "{out}");
+    assert!(out.contains("nickname"), "{out}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&run(&db, &["verify", "--env", "dev", "--json"]).stdout)
+            .expect("JSON");
+    // The dropped index, the extra column, and the table whose column list changed.
+    assert_eq!(
+        doc["differences"].as_array().map(Vec::len),
+        Some(3),
+        "{doc}"
+    );
+}
+
+#[test]
+fn rollback_reverts_newest_first_and_migrate_reapplies() {
+    let db = database();
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    let back = run(&db, &["rollback", "--env", "dev", "--steps", "2"]);
+    assert_exit(&back, 0);
+    let out = text(&back.stdout);
+    assert!(
+        out.contains("reverted V4") && out.contains("reverted V3"),
+        "{out}"
+    );
+    assert!(out.contains("now at V2"), "{out}");
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+    assert_exit(&run(&db, &["rollback", "--env", "dev", "--to", "0"]), 0);
+    assert_eq!(applied_versions(&db), Vec::<i32>::new());
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    assert_eq!(applied_versions(&db), vec![1, 2, 3, 4]);
+    let downs: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM ecomind_migration_events WHERE direction = 'down' AND outcome = 'applied'",
+            &[],
+        )
+        .expect("events")
+        .get(0);
+    assert_eq!(downs, 4, "two, then the last two");
+}
+
+#[test]
+fn destructive_commands_follow_the_policy_and_confirm() {
+    let db = database();
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    struct Case {
+        args: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+        code: i32,
+        message: &'static str,
+    }
+    let cases = [
+        Case {
+            args: &["rollback", "--env", "dev", "--steps", "1"],
+            env: &[("ECOMIND_DB_REQUIRE_CONFIRM", "true")],
+            code: 1,
+            message: "requires confirmation for this command: pass --confirm dev",
+        },
+        Case {
+            args: &[
+                "rollback",
+                "--env",
+                "dev",
+                "--steps",
+                "1",
+                "--confirm",
+                "prod",
+            ],
+            env: &[],
+            code: 1,
+            message: "--confirm prod does not match environment `dev`",
+        },
+        Case {
+            args: &[
+                "rollback",
+                "--env",
+                "dev",
+                "--steps",
+                "1",
+                "--confirm",
+                "dev",
+            ],
+            env: &[("ECOMIND_DB_ALLOW_ROLLBACK", "false")],
+            code: 1,
+            message: "does not allow rollback",
+        },
+        Case {
+            args: &["repair", "--env", "dev", "--accept-checksum", "1"],
+            env: &[],
+            code: 1,
+            message: "pass --confirm dev too",
+        },
+        Case {
+            args: &["baseline", "--env", "dev"],
+            env: &[("ECOMIND_DB_REQUIRE_CONFIRM", "true")],
+            code: 1,
+            message: "pass --confirm dev",
+        },
+        Case {
+            args: &["rollback", "--env", "dev"],
+            env: &[],
+            code: 2,
+            message: "--to <VERSION>|--steps <N>",
+        },
+    ];
+    for case in cases {
+        let mut cmd = command(&db, case.args);
+        for (k, v) in case.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("runs");
+        assert_exit(&out, case.code);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(case.message), "{:?}: {stderr}", case.args);
+        assert_eq!(
+            applied_versions(&db),
+            vec![1, 2, 3, 4],
+            "{:?} changed nothing",
+            case.args
+        );
+    }
+    let confirmed = command(
+        &db,
+        &[
+            "rollback",
+            "--env",
+            "dev",
+            "--steps",
+            "1",
+            "--confirm",
+            "dev",
+        ],
+    )
+    .env("ECOMIND_DB_REQUIRE_CONFIRM", "true")
+    .output()
+    .expect("runs");
+    assert_exit(&confirmed, 0);
+    assert_eq!(applied_versions(&db), vec![1, 2, 3]);
+}
+
+#[test]
+fn baseline_refuses_a_schema_that_differs_and_a_database_with_history() {
+    let db = database();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE organizations (org_id varchar(100) PRIMARY KEY, name varchar(255) NOT NULL)",
+        )
+        .expect("a hand-made table");
+    let out = run(&db, &["baseline", "--env", "dev"]);
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("organizations"), "{stderr}");
+    let history: bool = db
+        .client()
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .expect("query")
+        .get(0);
+    assert!(!history, "nothing recorded");
+
+    let migrated = database();
+    assert_exit(&run(&migrated, &["migrate", "--env", "dev"]), 0);
+    let out = run(&migrated, &["baseline", "--env", "dev"]);
+    assert_exit(&out, 1);
+    assert!(text(&out.stderr).contains("already has migration history"));
+}

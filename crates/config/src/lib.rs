@@ -60,6 +60,13 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Settings, Error> {
     resolve::resolve(opts, true)?.settings(true)
 }
 
+/// Resolves an environment like [`load`] but reads no secret file, so the result has no
+/// password. For decisions that must not depend on a mounted secret, such as a policy that
+/// forbids a command: the refusal should be the same on any machine.
+pub fn load_without_secrets(opts: &LoadOptions<'_>) -> Result<Settings, Error> {
+    resolve::resolve(opts, true)?.settings(false)
+}
+
 /// One resolved value and where it came from, for `config show`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resolved {
