@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
 
 const NOOP_RUNS: usize = 30;
-const APPLY_RUNS: usize = 3;
+const APPLY_RUNS: usize = 5;
 const GENERATED: usize = 500;
 
 fn main() {
@@ -45,9 +45,14 @@ fn run() -> Result<(), String> {
         user: cluster.superuser().to_owned(),
     };
     println!(
-        "PostgreSQL {} sandbox, {} cores; medians of {NOOP_RUNS} (no-op) and {APPLY_RUNS} (apply) runs\n",
+        "{} sandbox in {}, {} cores, load average {}; medians of {NOOP_RUNS} (no-op) and {APPLY_RUNS} (apply) runs\n",
         binaries.version(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::env::temp_dir().display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned())
     );
 
     // No-op migrate on an up-to-date database against `psql -X -c 'select 1'`.
@@ -72,12 +77,25 @@ fn run() -> Result<(), String> {
     let all_sql = generate(&dir.0)?;
     let mut ours = Vec::new();
     let mut floor = Vec::new();
+    let all_sql = all_sql.display().to_string();
     for i in 0..APPLY_RUNS {
-        let (a, b) = (format!("apply_ours_{i}"), format!("apply_psql_{i}"));
-        cluster.ensure_database(&a).map_err(|e| e.to_string())?;
-        cluster.ensure_database(&b).map_err(|e| e.to_string())?;
-        ours.push(bench.ecomind(&a, Some(&dir.0.join("migrations")))?);
-        floor.push(bench.psql(&b, &["-1", "-f", &all_sql.display().to_string()])?);
+        // Each run gets a database created just before it, and the order alternates, so neither
+        // side inherits the other's (or CREATE DATABASE's) background writes.
+        let mut run_ours = || -> Result<(), String> {
+            let db = format!("apply_ours_{i}");
+            cluster.ensure_database(&db).map_err(|e| e.to_string())?;
+            ours.push(bench.ecomind(&db, Some(&dir.0.join("migrations")))?);
+            Ok(())
+        };
+        if i % 2 == 1 {
+            run_ours()?;
+        }
+        let db = format!("apply_psql_{i}");
+        cluster.ensure_database(&db).map_err(|e| e.to_string())?;
+        floor.push(bench.psql(&db, &["-1", "-f", &all_sql])?);
+        if i % 2 == 0 {
+            run_ours()?;
+        }
     }
     report(
         &format!("apply {GENERATED} migrations"),
