@@ -435,11 +435,16 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
         password_file: None,
         sslmode: None,
     })?;
-    let SettingsTarget::Managed { root, dbname } = &settings.target else {
+    let SettingsTarget::Managed {
+        root: configured,
+        dbname,
+    } = &settings.target
+    else {
         anyhow::bail!(
             "the dev environment points at a server of its own (DATABASE_URL, PG* or ECOMIND_DB_* variables, or environments/dev.toml), not at the local dev cluster; unset them to use it"
         );
     };
+    let root = &connect::managed_root(configured)?;
     let (text, value) = match args.action {
         DevDbAction::Start => {
             let server = connect::server(&settings)?;

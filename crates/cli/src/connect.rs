@@ -67,8 +67,28 @@ pub fn server(settings: &Settings) -> Result<Server> {
     }
 }
 
-/// Starts (or reuses) the local dev cluster in `root`.
+/// Where the local dev cluster configured at `configured` lives: there, or, when run as root and
+/// the unprivileged server user cannot reach it, under /var/tmp (said once on stderr).
+pub fn managed_root(configured: &std::path::Path) -> Result<std::path::PathBuf> {
+    let root = ecomind_snapshot::placement(configured).with_context(|| {
+        format!(
+            "cannot place the local dev cluster for {}",
+            configured.display()
+        )
+    })?;
+    if root != configured {
+        eprintln!(
+            "note: the local dev cluster lives in {} because the unprivileged `postgres` user that runs the server cannot reach {}",
+            root.display(),
+            configured.display()
+        );
+    }
+    Ok(root)
+}
+
+/// Starts (or reuses) the local dev cluster configured at `root`.
 pub fn start_managed(root: &std::path::Path) -> Result<Cluster> {
+    let root = &managed_root(root)?;
     let binaries = binaries()?;
     Cluster::ensure_running(
         root,

@@ -90,6 +90,35 @@ pub struct Cluster {
     password: Option<SecretString>,
 }
 
+/// Where a cluster that should live in `preferred` can live. Usually `preferred` itself. When the
+/// tool runs as root, the server runs as an unprivileged user; if that user cannot enter a folder
+/// above `preferred` (a home folder with mode 0700), the cluster goes to
+/// `/var/tmp/ecomind-db/<preferred, flattened>` instead, which survives reboots, and the caller
+/// should say so. The answer depends only on `preferred` and the file system, so every command
+/// (start, stop, destroy) finds the same place.
+pub fn placement(preferred: &Path) -> Result<PathBuf, Error> {
+    let run_as = os::run_as()?;
+    match os::check_traversable(preferred.parent().unwrap_or(preferred), &run_as) {
+        Ok(()) => Ok(preferred.to_path_buf()),
+        Err(Error::NotTraversable { .. }) => {
+            let flat: String = preferred
+                .to_string_lossy()
+                .trim_matches('/')
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            Ok(Path::new("/var/tmp/ecomind-db").join(flat))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Cluster {
     /// Makes sure the cluster in `root` exists and runs, and returns it.
     ///

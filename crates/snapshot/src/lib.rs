@@ -14,7 +14,7 @@ mod process;
 mod sandbox;
 
 pub use binaries::Binaries;
-pub use cluster::{Auth, Cluster, ClusterOptions, Listen};
+pub use cluster::{placement, Auth, Cluster, ClusterOptions, Listen};
 pub use error::Error;
 pub use sandbox::Sandbox;
 

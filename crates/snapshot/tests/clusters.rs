@@ -431,3 +431,36 @@ fn testkit_gives_each_test_its_own_database() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "{names:?}");
 }
+
+#[test]
+fn a_cluster_the_server_user_cannot_reach_is_placed_under_var_tmp() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let preferred = home.path().join("repo/.dev-db");
+    let placed = ecomind_snapshot::placement(&preferred).expect("placement");
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        // The server runs as `postgres`, which cannot enter a 0700 folder owned by root.
+        assert!(
+            placed.starts_with("/var/tmp/ecomind-db"),
+            "{}",
+            placed.display()
+        );
+        assert_ne!(placed, preferred);
+        assert_eq!(
+            placed,
+            ecomind_snapshot::placement(&preferred).expect("again"),
+            "stable"
+        );
+    } else {
+        assert_eq!(placed, preferred, "the server runs as us: no need to move");
+    }
+    let open = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let reachable = open.path().join(".dev-db");
+    assert_eq!(
+        ecomind_snapshot::placement(&reachable).expect("placement"),
+        reachable
+    );
+}
