@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ecomind_config::Target as SettingsTarget;
 use ecomind_migrate::{
-    Actor, BaselineOptions, BaselineProgress, Catalog, MigrateOptions, Migration, Progress,
-    RepairOptions, RollbackOptions, RollbackProgress, RollbackTarget, VerifyOptions,
+    Actor, AppliedStep, BaselineOptions, BaselineProgress, Catalog, MigrateOptions, Migration,
+    Progress, RepairOptions, RollbackOptions, RollbackProgress, RollbackTarget, VerifyOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -69,37 +69,15 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
             );
         }
     };
-    let mut text = String::new();
-    if report.applied.is_empty() {
-        let _ = write!(
-            text,
+    let text = if report.applied.is_empty() {
+        format!(
             "{}: up to date at {}",
             server.describe(),
             version_label(report.head)
-        );
+        )
     } else {
-        for step in &report.applied {
-            let _ = writeln!(
-                text,
-                "applied V{} {} ({:.0} ms{})",
-                step.version,
-                step.name,
-                step.duration_ms,
-                if step.transactional {
-                    ""
-                } else {
-                    ", outside a transaction"
-                }
-            );
-        }
-        let _ = write!(
-            text,
-            "{}: {} migration(s) applied, now at {}",
-            server.describe(),
-            report.applied.len(),
-            version_label(report.head)
-        );
-    }
+        steps_text(&report.applied, "applied", &server, report.head)
+    };
     out.result(
         &text,
         &json!({
@@ -162,21 +140,7 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     let report = result.map_err(|e| {
         anyhow::Error::new(e).context(format!("rollback on {} stopped", server.describe()))
     })?;
-    let mut text = String::new();
-    for step in &report.reverted {
-        let _ = writeln!(
-            text,
-            "reverted V{} {} ({:.0} ms)",
-            step.version, step.name, step.duration_ms
-        );
-    }
-    let _ = write!(
-        text,
-        "{}: {} migration(s) reverted, now at {}",
-        server.describe(),
-        report.reverted.len(),
-        version_label(report.head)
-    );
+    let text = steps_text(&report.reverted, "reverted", &server, report.head);
     out.result(
         &text,
         &json!({
@@ -582,6 +546,36 @@ target: {}
             Ok(if failed > 0 { exit::ERROR } else { exit::OK })
         }
     }
+}
+
+/// One line per migration applied or reverted, then where the database stands.
+fn steps_text(
+    steps: &[AppliedStep],
+    done: &str,
+    server: &ecomind_config::Server,
+    head: Option<i32>,
+) -> String {
+    let mut text = String::new();
+    for step in steps {
+        let how = if step.transactional {
+            ""
+        } else {
+            ", outside a transaction"
+        };
+        let _ = writeln!(
+            text,
+            "{done} V{} {} ({:.0} ms{how})",
+            step.version, step.name, step.duration_ms
+        );
+    }
+    let _ = write!(
+        text,
+        "{}: {} migration(s) {done}, now at {}",
+        server.describe(),
+        steps.len(),
+        version_label(head)
+    );
+    text
 }
 
 fn version_label(head: Option<i32>) -> String {

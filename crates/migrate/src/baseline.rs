@@ -6,7 +6,7 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Migration};
-use crate::engine::{self, Actor, Pending};
+use crate::engine::{Actor, Pending};
 use crate::history::{self, EventRow};
 use crate::verify::{self, VerifyOptions};
 use crate::{lock, Error};
@@ -65,15 +65,9 @@ pub fn baseline(
     if catalog.get(options.version).is_none() {
         return Err(Error::UnknownTarget(options.version));
     }
-    engine::prepare_session(client)?;
-    lock::acquire(client, options.verify.lock_wait)?;
-    let result = baseline_locked(client, catalog, options, on_progress);
-    let released = lock::release(client);
-    match (result, released) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
-    }
+    lock::holding(client, options.verify.lock_wait, |client| {
+        baseline_locked(client, catalog, options, on_progress)
+    })
 }
 
 fn baseline_locked(

@@ -245,16 +245,9 @@ pub fn migrate(
             return Err(Error::UnknownTarget(target));
         }
     }
-    prepare_session(client)?;
-    lock::acquire(client, options.lock_wait)?;
-    let result = migrate_locked(client, catalog, options, on_progress);
-    let released = lock::release(client);
-    match (result, released) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(e),
-        // The first error is the one that matters; closing the connection releases the lock anyway.
-        (Err(e), _) => Err(e),
-    }
+    lock::holding(client, options.lock_wait, |client| {
+        migrate_locked(client, catalog, options, on_progress)
+    })
 }
 
 fn migrate_locked(

@@ -11,6 +11,24 @@ use crate::Error;
 /// Advisory locks are per database, so each database has its own migration lock.
 pub(crate) const KEY: i64 = i64::from_be_bytes(*b"ecomind-");
 
+/// Runs `work` holding the migration lock: the session is prepared, the lock taken (waiting at
+/// most `wait`) and released afterwards, whatever `work` returned. The first error is the one
+/// reported; if the connection broke, closing it releases the lock anyway.
+pub(crate) fn holding<T>(
+    client: &mut Client,
+    wait: Duration,
+    work: impl FnOnce(&mut Client) -> Result<T, Error>,
+) -> Result<T, Error> {
+    crate::engine::prepare_session(client)?;
+    acquire(client, wait)?;
+    let result = work(client);
+    let released = release(client);
+    match (result, released) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+    }
+}
+
 /// How often a waiting run asks again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -21,7 +39,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// session waits for every older snapshot to go away. A blocked waiter and a concurrent index build
 /// would deadlock, and the server would break the deadlock by cancelling the index build, leaving
 /// an invalid index behind. Between polls a waiter is idle and holds no snapshot.
-pub(crate) fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
+fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + wait;
     loop {
         let taken: bool = client
@@ -43,7 +61,7 @@ pub(crate) fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> 
 }
 
 /// Releases the lock; closing the connection releases it too.
-pub(crate) fn release(client: &mut Client) -> Result<(), Error> {
+fn release(client: &mut Client) -> Result<(), Error> {
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&KEY])
         .map_err(Error::db("cannot release the migration lock"))?;

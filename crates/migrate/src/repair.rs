@@ -72,15 +72,9 @@ pub fn repair(
     catalog: &Catalog,
     options: &RepairOptions<'_>,
 ) -> Result<RepairReport, Error> {
-    engine::prepare_session(client)?;
-    lock::acquire(client, options.lock_wait)?;
-    let result = repair_locked(client, catalog, options);
-    let released = lock::release(client);
-    match (result, released) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
-    }
+    lock::holding(client, options.lock_wait, |client| {
+        repair_locked(client, catalog, options)
+    })
 }
 
 fn repair_locked(

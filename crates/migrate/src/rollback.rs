@@ -69,15 +69,9 @@ pub fn rollback(
     options: &RollbackOptions<'_>,
     on_progress: &mut dyn FnMut(RollbackProgress<'_>),
 ) -> Result<RollbackReport, Error> {
-    engine::prepare_session(client)?;
-    lock::acquire(client, options.lock_wait)?;
-    let result = rollback_locked(client, catalog, options, on_progress);
-    let released = lock::release(client);
-    match (result, released) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
-    }
+    lock::holding(client, options.lock_wait, |client| {
+        rollback_locked(client, catalog, options, on_progress)
+    })
 }
 
 /// The migrations a rollback to `target` reverts, newest first, checked against the

@@ -67,15 +67,9 @@ pub fn verify(
     catalog: &Catalog,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, Error> {
-    engine::prepare_session(client)?;
-    lock::acquire(client, options.lock_wait)?;
-    let result = verify_locked(client, catalog, options);
-    let released = lock::release(client);
-    match (result, released) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
-    }
+    lock::holding(client, options.lock_wait, |client| {
+        verify_locked(client, catalog, options)
+    })
 }
 
 fn verify_locked(
