@@ -1,18 +1,12 @@
 //! The engine against real PostgreSQL: a fresh database per test in this process's sandbox cluster.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ecomind_migrate::{migrate, status, Actor, Catalog, Error, MigrateOptions, Problem};
 use ecomind_testkit::{database, TestDb};
 
-fn actor() -> Actor {
-    Actor {
-        os_user: "tester".to_owned(),
-        host: "testhost".to_owned(),
-        tool_version: "test".to_owned(),
-    }
-}
+mod common;
+use common::{actor, applied_versions, catalog, repo_catalog, table_exists};
 
 fn options(actor: &Actor) -> MigrateOptions<'_> {
     MigrateOptions {
@@ -25,37 +19,9 @@ fn options(actor: &Actor) -> MigrateOptions<'_> {
     }
 }
 
-fn repo_catalog() -> Catalog {
-    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
-        .expect("the repository's migrations load")
-}
-
-fn catalog(files: &[(&str, &str)]) -> Catalog {
-    Catalog::from_files(files.iter().copied()).expect("test catalog is valid")
-}
-
 fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::MigrateReport, Error> {
     let actor = actor();
     migrate(&mut db.client(), catalog, &options(&actor), &mut |_| {})
-}
-
-fn applied_versions(db: &TestDb) -> Vec<i32> {
-    db.client()
-        .query(
-            "SELECT version FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .expect("history readable")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-fn table_exists(db: &TestDb, name: &str) -> bool {
-    db.client()
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .expect("query")
-        .get(0)
 }
 
 /// Columns, constraints, indexes and sequences of the public schema, one line each, in a stable order.

@@ -1,7 +1,6 @@
 //! repair against real PostgreSQL: a cancelled CREATE INDEX CONCURRENTLY, and an applied file
 //! edited on purpose.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ecomind_migrate::fingerprint::describe;
@@ -9,20 +8,10 @@ use ecomind_migrate::{
     migrate, repair, status, verify, Actor, Catalog, Error, MigrateOptions, Problem, RepairOptions,
     VerifyOptions,
 };
-use ecomind_testkit::{database, TestDb};
+use ecomind_testkit::database;
 
-fn actor() -> Actor {
-    Actor {
-        os_user: "tester".to_owned(),
-        host: "testhost".to_owned(),
-        tool_version: "test".to_owned(),
-    }
-}
-
-fn repo_catalog() -> Catalog {
-    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
-        .expect("the repository's migrations load")
-}
+mod common;
+use common::{actor, applied_versions, repo_catalog};
 
 fn up(client: &mut postgres::Client, catalog: &Catalog, target: Option<i32>) -> Result<(), Error> {
     let actor = actor();
@@ -45,18 +34,6 @@ fn repair_options(actor: &Actor, accept_checksum: Option<i32>) -> RepairOptions<
         statement_timeout: None,
         actor,
     }
-}
-
-fn applied_versions(db: &TestDb) -> Vec<i32> {
-    db.client()
-        .query(
-            "SELECT version FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .expect("history")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// Polls until `query` returns a row, for at most a minute.

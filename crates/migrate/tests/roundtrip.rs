@@ -1,28 +1,17 @@
 //! Every migration is reversible: up, down, up again, compared by schema fingerprint, for the
 //! repository's migrations and for a generated catalog of varied ones; and rollback itself.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ecomind_migrate::fingerprint::describe;
 use ecomind_migrate::{
-    diff, fingerprint, migrate, rollback, Actor, Catalog, Error, Fingerprint, MigrateOptions,
+    diff, fingerprint, migrate, rollback, Catalog, Error, Fingerprint, MigrateOptions,
     RollbackOptions, RollbackReport, RollbackTarget,
 };
 use ecomind_testkit::{database, TestDb};
 
-fn actor() -> Actor {
-    Actor {
-        os_user: "tester".to_owned(),
-        host: "testhost".to_owned(),
-        tool_version: "test".to_owned(),
-    }
-}
-
-fn repo_catalog() -> Catalog {
-    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
-        .expect("the repository's migrations load")
-}
+mod common;
+use common::{actor, applied_versions, repo_catalog, table_exists};
 
 fn up_to(db: &TestDb, catalog: &Catalog, target: Option<i32>) {
     try_up_to(db, catalog, target).unwrap_or_else(|e| panic!("migrate to {target:?}: {e}"));
@@ -55,18 +44,6 @@ fn down(db: &TestDb, catalog: &Catalog, to: RollbackTarget) -> Result<RollbackRe
 
 fn fp(db: &TestDb) -> Fingerprint {
     fingerprint(&mut db.client()).expect("fingerprint")
-}
-
-fn applied_versions(db: &TestDb) -> Vec<i32> {
-    db.client()
-        .query(
-            "SELECT version FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .expect("history readable")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// Up, down, up again for each migration in turn, on a fresh database. Err names the
@@ -594,13 +571,6 @@ fn small_catalog(v2_up: &str, v2_down: Option<&str>) -> Catalog {
         files.push(("V2__b.down.sql".to_owned(), d.to_owned()));
     }
     Catalog::from_files(files).expect("valid")
-}
-
-fn table_exists(db: &TestDb, name: &str) -> bool {
-    db.client()
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .expect("query")
-        .get(0)
 }
 
 #[test]

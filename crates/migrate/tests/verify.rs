@@ -1,7 +1,6 @@
 //! verify and baseline against real PostgreSQL: the expected schema is rehearsed on the server,
 //! so drift introduced by hand is named, and a hand-made database is stamped only when exact.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ecomind_migrate::fingerprint::describe;
@@ -11,18 +10,8 @@ use ecomind_migrate::{
 };
 use ecomind_testkit::{database, TestDb};
 
-fn actor() -> Actor {
-    Actor {
-        os_user: "tester".to_owned(),
-        host: "testhost".to_owned(),
-        tool_version: "test".to_owned(),
-    }
-}
-
-fn repo_catalog() -> Catalog {
-    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
-        .expect("the repository's migrations load")
-}
+mod common;
+use common::{actor, applied_versions, repo_catalog};
 
 fn verify_options() -> VerifyOptions {
     VerifyOptions {
@@ -47,16 +36,6 @@ fn up(db: &TestDb, catalog: &Catalog) {
 
 fn check(db: &TestDb, catalog: &Catalog) -> VerifyReport {
     verify(&mut db.client(), catalog, &verify_options()).expect("verify runs")
-}
-
-fn applied_versions(db: &TestDb) -> Vec<i32> {
-    db.client()
-        .query(
-            "SELECT version FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
 }
 
 #[test]

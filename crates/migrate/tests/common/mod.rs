@@ -1,0 +1,52 @@
+//! Helpers shared by the engine's integration tests (each test file is its own binary and uses
+//! some of them).
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use ecomind_migrate::{Actor, Catalog};
+use ecomind_testkit::TestDb;
+
+/// The actor every test records in the event log.
+pub fn actor() -> Actor {
+    Actor {
+        os_user: "tester".to_owned(),
+        host: "testhost".to_owned(),
+        tool_version: "test".to_owned(),
+    }
+}
+
+/// The repository's own migrations.
+pub fn repo_catalog() -> Catalog {
+    Catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations"))
+        .expect("the repository's migrations load")
+}
+
+/// A catalog of `(file name, SQL)` pairs that must be valid.
+pub fn catalog(files: &[(&str, &str)]) -> Catalog {
+    Catalog::from_files(files.iter().copied()).expect("test catalog is valid")
+}
+
+/// The versions in refinery's history, lowest first; none when the history table does not exist.
+pub fn applied_versions(db: &TestDb) -> Vec<i32> {
+    if !table_exists(db, "refinery_schema_history") {
+        return Vec::new();
+    }
+    db.client()
+        .query(
+            "SELECT version FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .expect("history readable")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Whether a relation of this name is visible.
+pub fn table_exists(db: &TestDb, name: &str) -> bool {
+    db.client()
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .expect("query")
+        .get(0)
+}
