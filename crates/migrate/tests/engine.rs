@@ -25,6 +25,7 @@ fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::MigrateReport,
 }
 
 /// Columns, constraints, indexes and sequences of the public schema, one line each, in a stable order.
+/// NOT NULL is read from the columns: PostgreSQL 18 also lists it as constraints (contype `n`).
 fn describe_schema(db: &TestDb) -> String {
     let mut client = db.client();
     let mut out = String::new();
@@ -58,7 +59,7 @@ fn describe_schema(db: &TestDb) -> String {
             "SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid) \
              FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' \
+             WHERE n.nspname = 'public' AND k.contype <> 'n' \
                AND c.relname NOT IN ('refinery_schema_history', 'ecomind_migration_events') \
              ORDER BY 1, 2",
             &[],
