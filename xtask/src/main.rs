@@ -36,7 +36,12 @@ fn main() -> ExitCode {
         }
         Some("ci") => ci(&root),
         Some("bench") => bench::run(&root, &args[1..]),
-        Some("majors") => majors::run(&root),
+        Some("majors") => {
+            let mut tally = Tally::default();
+            let result = majors::run(&root, &mut tally);
+            println!("majors: {} passed, {} failed", tally.passed, tally.failed);
+            result
+        }
         Some(_) => return forward(&args),
     };
     match result {
@@ -83,6 +88,51 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Test counts summed over `cargo test` runs.
+#[derive(Default)]
+pub struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Runs a `cargo test` command, passing its output through and counting its results.
+    pub fn run(&mut self, name: &str, cmd: &mut Command) -> Result<(), String> {
+        use std::io::BufRead as _;
+        eprintln!("==> {name}");
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run cargo for {name}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            println!("{line}");
+            // "test result: ok. 12 passed; 0 failed; 0 ignored; ..."
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(['.', ';']) {
+                    let mut words = part.split_whitespace();
+                    match (words.next().map(str::parse::<u64>), words.next()) {
+                        (Some(Ok(n)), Some("passed")) => self.passed += n,
+                        (Some(Ok(n)), Some("failed")) => self.failed += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|e| format!("cannot wait for cargo ({name}): {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{name} failed ({status})"))
+        }
+    }
+}
+
 /// Runs one step, failing with its name when it fails.
 fn step(name: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("==> {name}: cargo {}", args.join(" "));
@@ -125,9 +175,19 @@ fn ci(root: &Path) -> Result<(), String> {
             "--all",
         ],
     )?;
-    step("tests", &["test", "--workspace", "--no-fail-fast"])?;
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-        majors::run(root)?;
-    }
-    Ok(())
+    let mut tally = Tally::default();
+    let main_run = tally.run(
+        "tests",
+        Command::new(cargo()).args(["test", "--workspace", "--no-fail-fast"]),
+    );
+    let majors_run = if main_run.is_ok()
+        && std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+    {
+        majors::run(root, &mut tally)
+    } else {
+        Ok(())
+    };
+    // One plain closing line with every test counted, whatever the last test binary printed.
+    println!("ci: {} passed, {} failed", tally.passed, tally.failed);
+    main_run.and(majors_run)
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 const DATABASE_CRATES: &[&str] = &["ecomind-snapshot", "ecomind-migrate", "ecomind-db"];
 
 /// Runs the database tests once per listed major.
-pub fn run(root: &Path) -> Result<(), String> {
+pub fn run(root: &Path, tally: &mut crate::Tally) -> Result<(), String> {
     let list = root.join("ci/postgres-majors.txt");
     let text = std::fs::read_to_string(&list)
         .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
@@ -34,15 +34,10 @@ pub fn run(root: &Path) -> Result<(), String> {
         for krate in DATABASE_CRATES {
             cmd.args(["--package", krate]);
         }
-        let status = cmd
-            .env("ECOMIND_DB_BIN_DIR", &bin_dir)
-            .status()
-            .map_err(|e| format!("cannot run cargo test: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "tests failed against PostgreSQL {major} ({status})"
-            ));
-        }
+        cmd.env("ECOMIND_DB_BIN_DIR", &bin_dir);
+        tally
+            .run(&format!("tests on PostgreSQL {major}"), &mut cmd)
+            .map_err(|e| format!("{e}: tests failed against PostgreSQL {major}"))?;
     }
     Ok(())
 }
