@@ -111,6 +111,7 @@ fn baseline_locked(
                 outcome: "applied",
                 elapsed: started.elapsed(),
                 error: None,
+                detail: None,
             },
         )?;
     }

@@ -416,6 +416,7 @@ impl Script<'_> {
                 outcome: "applied",
                 elapsed,
                 error: None,
+                detail: None,
             },
         );
         let batch = match self.direction {
@@ -608,6 +609,7 @@ fn record_failure(
             outcome: "failed",
             elapsed,
             error: Some(detail),
+            detail: None,
         },
     );
 }

@@ -32,8 +32,11 @@ CREATE TABLE IF NOT EXISTS ecomind_migration_events (
     os_user text NOT NULL,
     client_host text NOT NULL,
     tool_version text NOT NULL,
-    error text
+    error text,
+    detail text
 );
+-- Databases migrated before the event log had this column.
+ALTER TABLE ecomind_migration_events ADD COLUMN IF NOT EXISTS detail text;
 COMMENT ON TABLE ecomind_migration_events IS 'ecomind-db audit trail: every migration applied, rolled back or failed, by whom and when';
 ";
 
@@ -93,6 +96,8 @@ pub(crate) struct EventRow<'a> {
     /// it started `elapsed` before the row is written (client and server clocks may differ).
     pub elapsed: std::time::Duration,
     pub error: Option<&'a str>,
+    /// What was done, where the direction alone does not say (a repair).
+    pub detail: Option<&'a str>,
 }
 
 /// An SQL string literal. An `E''` literal means the same whatever `standard_conforming_strings` says.
@@ -157,10 +162,10 @@ pub(crate) fn event_sql(actor: &crate::Actor, row: &EventRow<'_>) -> String {
     let elapsed_ms = row.elapsed.as_secs_f64() * 1000.0;
     format!(
         "INSERT INTO ecomind_migration_events \
-         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error) \
+         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error, detail) \
          VALUES ({version}, {name}, {direction}, {outcome}, \
                  clock_timestamp() - make_interval(secs => {elapsed_secs:.6}), clock_timestamp(), {elapsed_ms:.3}, \
-                 {os_user}, {host}, {tool}, {error})",
+                 {os_user}, {host}, {tool}, {error}, {detail})",
         version = row.version,
         name = literal(row.name),
         direction = literal(row.direction),
@@ -170,6 +175,7 @@ pub(crate) fn event_sql(actor: &crate::Actor, row: &EventRow<'_>) -> String {
         host = literal(&actor.host),
         tool = literal(&actor.tool_version),
         error = row.error.map_or_else(|| "NULL".to_owned(), literal),
+        detail = row.detail.map_or_else(|| "NULL".to_owned(), literal),
     )
 }
 

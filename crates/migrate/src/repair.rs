@@ -240,7 +240,8 @@ fn log_repair(
             direction: "repair",
             outcome: "applied",
             elapsed,
-            error: Some(what),
+            error: None,
+            detail: Some(what),
         },
     )
 }

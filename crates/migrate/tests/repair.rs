@@ -114,7 +114,7 @@ fn a_cancelled_concurrent_index_build_is_reported_by_status_cleared_by_repair_th
         let row = db
             .client()
             .query_one(
-                "SELECT version, name, error FROM ecomind_migration_events WHERE direction = 'repair'",
+                "SELECT version, name, detail FROM ecomind_migration_events WHERE direction = 'repair' AND error IS NULL",
                 &[],
             )
             .expect("the repair is in the event log");
@@ -209,7 +209,7 @@ fn accept_checksum_re_records_a_deliberately_edited_file_and_refuses_anything_el
         .client()
         .query_one(
             "SELECT count(*) FROM ecomind_migration_events \
-             WHERE direction = 'repair' AND version = 1 AND error LIKE 'accepted the edited file%'",
+             WHERE direction = 'repair' AND version = 1 AND detail LIKE 'accepted the edited file%'",
             &[],
         )
         .expect("events")
