@@ -54,6 +54,23 @@ pub struct AppliedMigration {
 }
 
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
+    // DDL only when something is missing: on an up-to-date database a run changes no catalog,
+    // takes no table lock, and needs no ownership of the history tables.
+    let rows = client
+        .simple_query(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
+                AND to_regclass('ecomind_migration_events') IS NOT NULL \
+                AND EXISTS (SELECT 1 FROM pg_attribute \
+                            WHERE attrelid = to_regclass('ecomind_migration_events') \
+                              AND attname = 'detail' AND NOT attisdropped)",
+        )
+        .map_err(Error::db("cannot look for the migration history tables"))?;
+    let complete = rows
+        .iter()
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
+    if complete {
+        return Ok(());
+    }
     // The server emits a NOTICE for each table that exists; the client ignores notices.
     client
         .batch_execute(ENSURE_TABLES)

@@ -672,3 +672,34 @@ fn checksums_match_refinery() {
         assert_eq!(theirs, m.checksum(), "{}", m.file_name());
     }
 }
+
+#[test]
+fn an_up_to_date_database_needs_no_ownership_of_the_history_tables() {
+    let db = database();
+    run(&db, &repo_catalog()).expect("migrate as the owner");
+    // A deploy role that may read and write the tables but owns none of them: a no-op run must
+    // not need DDL (CREATE, COMMENT or ALTER on the history tables need ownership).
+    let role = format!("deployer_{}", db.name());
+    db.client()
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"
+        ))
+        .expect("deploy role");
+    let mut config = db.config();
+    config.user(&role);
+    let mut deployer = config
+        .connect(postgres::NoTls)
+        .expect("connect as the deploy role");
+    let actor = actor();
+    let report = migrate(
+        &mut deployer,
+        &repo_catalog(),
+        &options(&actor),
+        &mut |_| {},
+    )
+    .expect("a no-op run as a non-owner");
+    assert!(report.applied.is_empty());
+    assert_eq!(report.head, Some(4));
+}
