@@ -318,6 +318,7 @@ fn leading_directive_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| l.starts_with(DIRECTIVE_PREFIX))
 }
 
+/// Checks a script has statements and leaves transactions to the engine.
 fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
     let statements = split::statements(text).map_err(|e| Error::InvalidCatalog {
         file: file.to_owned(),
@@ -329,5 +330,29 @@ fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
             reason: "it has no SQL statement".to_owned(),
         });
     }
+    if let Some(statement) = statements.iter().find(|s| controls_transaction(s.sql)) {
+        return Err(Error::InvalidCatalog {
+            file: file.to_owned(),
+            reason: format!(
+                "line {} controls the transaction (`{}`); the engine runs each migration in one transaction together with its history row (or outside any, with `{NO_TRANSACTION}`), so remove it",
+                statement.line,
+                statement.sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            ),
+        });
+    }
     Ok(())
+}
+
+/// True for a statement that begins, ends or prepares a transaction: in a migration it would
+/// commit part of the change apart from its history row.
+pub(crate) fn controls_transaction(sql: &str) -> bool {
+    let mut words = sql
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase);
+    match words.next().as_deref() {
+        Some("begin" | "start" | "commit" | "end" | "rollback" | "abort") => true,
+        Some("prepare") => words.next().as_deref() == Some("transaction"),
+        _ => false,
+    }
 }

@@ -131,7 +131,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// An index that `CREATE INDEX CONCURRENTLY` left invalid when it was interrupted.
+/// An invalid index: left behind by an interrupted `CREATE INDEX CONCURRENTLY`, or one being
+/// built right now (every concurrent build is invalid until it finishes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InvalidIndex {
     /// Its schema.
@@ -140,6 +141,11 @@ pub struct InvalidIndex {
     pub table: String,
     /// Its name.
     pub name: String,
+    /// True while some session may still be building it: a build shows in
+    /// `pg_stat_progress_create_index`, or another session holds the SHARE UPDATE EXCLUSIVE lock
+    /// on its table that a concurrent build holds throughout (the progress view hides other
+    /// roles' builds; VACUUM takes that lock too, so this errs on the side of leaving it alone).
+    pub being_built: bool,
 }
 
 impl fmt::Display for InvalidIndex {
@@ -162,9 +168,10 @@ pub struct Status {
 }
 
 impl Status {
-    /// True when something needs a human: divergence or a half-done migration.
+    /// True when something needs a human: divergence or a half-done migration. An index that
+    /// is being built right now is not half-done.
     pub fn needs_attention(&self) -> bool {
-        !self.problems.is_empty() || !self.invalid_indexes.is_empty()
+        !self.problems.is_empty() || self.invalid_indexes.iter().any(|i| !i.being_built)
     }
 }
 
@@ -278,7 +285,7 @@ fn migrate_locked(
     if pending.is_empty() {
         return Ok(report);
     }
-    set_timeouts(client, options.lock_timeout, options.statement_timeout)?;
+    let session = Session::establish(client, options.lock_timeout, options.statement_timeout)?;
     for migration in pending {
         on_progress(Progress::Started(migration));
         let started = Instant::now();
@@ -286,7 +293,7 @@ fn migrate_locked(
             migration,
             direction: Direction::Up,
         };
-        if let Err(failure) = run_script(client, &script, options.actor) {
+        if let Err(failure) = run_script(client, &session, &script, options.actor) {
             return Err(failure.into_error(migration, report));
         }
         let took = started.elapsed();
@@ -308,38 +315,63 @@ fn migrate_locked(
 
 /// Session settings for every engine connection.
 pub(crate) fn prepare_session(client: &mut Client) -> Result<(), Error> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .map_err(Error::db("cannot read the server version"))?
-        .get(0);
-    if version >= 140000 {
-        // If this process dies mid-migration, the server notices within a second, rolls the
-        // migration back and frees the migration lock, instead of finishing a long statement first.
+    if server_version(client)? >= 140000 {
         client
-            .batch_execute("SET client_connection_check_interval = '1s'")
+            .batch_execute(CONNECTION_CHECK)
             .map_err(Error::db("cannot set client_connection_check_interval"))?;
     }
     Ok(())
 }
 
-pub(crate) fn set_timeouts(
-    client: &mut Client,
-    lock_timeout: Option<Duration>,
-    statement_timeout: Option<Duration>,
-) -> Result<(), Error> {
-    let mut sql = String::new();
-    if let Some(t) = lock_timeout {
-        sql.push_str(&format!("SET lock_timeout = {};", t.as_millis()));
+/// The session state every script starts from. It is restored before each script, so what one
+/// migration sets for the session (search_path, role, timeouts) never leaks into the next: a
+/// migration behaves the same whether it runs alone or after others in one run.
+pub(crate) struct Session {
+    /// Restores the state; sent ahead of each script.
+    reset: String,
+    /// Restores the policy's lock_timeout after a CONCURRENTLY statement.
+    lock_timeout: String,
+}
+
+impl Session {
+    /// Computes the state from the policy's timeouts (`None` keeps the server's setting) and
+    /// applies it.
+    pub(crate) fn establish(
+        client: &mut Client,
+        lock_timeout: Option<Duration>,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Session, Error> {
+        let lock_timeout = match lock_timeout {
+            Some(t) => format!("SET lock_timeout = {}", t.as_millis()),
+            None => "RESET lock_timeout".to_owned(),
+        };
+        let mut reset =
+            format!("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; {lock_timeout}; ");
+        if server_version(client)? >= 140000 {
+            reset.push_str(CONNECTION_CHECK);
+        }
+        if let Some(t) = statement_timeout {
+            reset.push_str(&format!("SET statement_timeout = {}; ", t.as_millis()));
+        }
+        client
+            .batch_execute(&reset)
+            .map_err(Error::db("cannot set up the migration session"))?;
+        Ok(Session {
+            reset,
+            lock_timeout,
+        })
     }
-    if let Some(t) = statement_timeout {
-        sql.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
-    }
-    if sql.is_empty() {
-        return Ok(());
-    }
-    client
-        .batch_execute(&sql)
-        .map_err(Error::db("cannot set the migration timeouts"))
+}
+
+/// If this process dies mid-migration, the server notices within a second, rolls the migration
+/// back and frees the migration lock, instead of finishing a long statement first (PostgreSQL 14+).
+const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '1s'; ";
+
+fn server_version(client: &mut Client) -> Result<i32, Error> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .map_err(Error::db("cannot read the server version"))?
+        .get(0))
 }
 
 /// Which way a script moves the schema: the up file applies a migration, the down file reverts it.
@@ -419,12 +451,18 @@ impl Script<'_> {
                 detail: None,
             },
         );
+        // The script may have changed role or search_path for the rest of its transaction; the
+        // history rows are written as the connecting user, to the tables where they live.
+        let restore = "RESET ROLE; SET LOCAL search_path TO DEFAULT;\n";
         let batch = match self.direction {
             Direction::Up => format!(
-                "{};\n{event};\nCOMMIT",
+                "{restore}{};\n{event};\nCOMMIT",
                 history::applied_sql(m.version(), m.name(), m.checksum())
             ),
             Direction::Down => {
+                client.batch_execute(restore).map_err(Error::db(
+                    "cannot restore the session to record the migration",
+                ))?;
                 // The deletion must remove exactly one row, which only a separate query can tell.
                 history::record_reverted(client, m.version())?;
                 format!("{event};\nCOMMIT")
@@ -432,7 +470,9 @@ impl Script<'_> {
         };
         client
             .batch_execute(&batch)
-            .map_err(Error::db("cannot record and commit the migration"))
+            .map_err(Error::db(
+                "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
+            ))
     }
 }
 
@@ -440,13 +480,14 @@ impl Script<'_> {
 /// statement outside a transaction and then records it.
 pub(crate) fn run_script(
     client: &mut Client,
+    session: &Session,
     script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
     if script.is_transactional() {
-        run_in_transaction(client, script, actor)
+        run_in_transaction(client, session, script, actor)
     } else {
-        run_outside_transaction(client, script, actor)
+        run_outside_transaction(client, session, script, actor)
     }
 }
 
@@ -482,7 +523,8 @@ impl From<Error> for Failure {
     }
 }
 
-/// Sent with a transactional script's first statement, so `BEGIN` costs no round trip of its own.
+/// Sent with a transactional script's first statement, after the session reset, so neither costs
+/// a round trip of its own.
 const BEGIN: &str = "BEGIN; ";
 
 /// Ends a transaction that failed part way. Best effort: when the connection is gone, the server
@@ -493,6 +535,7 @@ fn roll_back(client: &mut Client) {
 
 fn run_in_transaction(
     client: &mut Client,
+    session: &Session,
     script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
@@ -508,10 +551,9 @@ fn run_in_transaction(
     // spans them all, and the history and event rows commit with it.
     for (index, statement) in statements.iter().enumerate() {
         let (sent, prefix_chars) = if index == 0 {
-            (
-                std::borrow::Cow::Owned(format!("{BEGIN}{}", statement.sql)),
-                BEGIN.chars().count(),
-            )
+            let prefix = format!("{}{BEGIN}", session.reset);
+            let chars = prefix.chars().count();
+            (std::borrow::Cow::Owned(prefix + statement.sql), chars)
         } else {
             (std::borrow::Cow::Borrowed(statement.sql), 0)
         };
@@ -530,61 +572,106 @@ fn run_in_transaction(
     Ok(())
 }
 
+/// True for a statement that waits for other transactions by design (`CREATE INDEX
+/// CONCURRENTLY` and its kin): `lock_timeout` would cancel it and leave an invalid index behind.
+fn waits_by_design(sql: &str) -> bool {
+    sql.split_whitespace()
+        .take(8)
+        .any(|w| w.eq_ignore_ascii_case("concurrently"))
+}
+
 fn run_outside_transaction(
     client: &mut Client,
+    session: &Session,
     script: &Script<'_>,
     actor: &crate::Actor,
 ) -> Result<(), Failure> {
     let statements = script.statements()?;
     let before = invalid_indexes(client)?;
-    if !before.is_empty() {
-        return Err(Failure::Engine(Error::InvalidIndexes(before)));
+    let left_over: Vec<InvalidIndex> = before.into_iter().filter(|i| !i.being_built).collect();
+    if !left_over.is_empty() {
+        return Err(Failure::Engine(Error::InvalidIndexes(left_over)));
     }
+    client
+        .batch_execute(&session.reset)
+        .map_err(Error::db("cannot set up the migration session"))?;
     let started = Instant::now();
+    let total = statements.len();
     for (index, statement) in statements.iter().enumerate() {
         // One statement per simple query: a multi-statement query would run in an implicit
-        // transaction block, where CREATE INDEX CONCURRENTLY is refused.
-        if let Err(e) = client.batch_execute(statement.sql) {
-            let detail = describe_failure(index, statements.len(), statement, &e);
+        // transaction block, where CREATE INDEX CONCURRENTLY is refused. A CONCURRENTLY
+        // statement runs without lock_timeout (statement_timeout still bounds it); it takes
+        // no lock that blocks reads or writes.
+        let concurrent = waits_by_design(statement.sql);
+        let result = (|| {
+            if concurrent {
+                client.batch_execute("SET lock_timeout = 0")?;
+            }
+            client.batch_execute(statement.sql)?;
+            if concurrent {
+                client.batch_execute(&session.lock_timeout)?;
+            }
+            Ok::<(), postgres::Error>(())
+        })();
+        if let Err(e) = result {
+            let detail = describe_failure(index, total, statement, &e);
             let left = invalid_indexes(client).unwrap_or_default();
-            let state = half_done_state(index, &left, script.direction);
+            let state = half_done_state(index, total, &left, script.direction);
             record_failure(client, script, actor, started.elapsed(), &detail);
             return Err(Failure::HalfApplied { detail, state });
         }
     }
-    let left = invalid_indexes(client)?;
-    if !left.is_empty() {
-        let detail = "every statement succeeded but invalid indexes remain".to_owned();
-        let state = half_done_state(statements.len(), &left, script.direction);
+    // Every statement is applied from here on: any failure leaves the script applied but not
+    // recorded, which is half-done (exit 4), not a plain error.
+    let recorded = (|| {
+        let left: Vec<InvalidIndex> = invalid_indexes(client)?
+            .into_iter()
+            .filter(|i| !i.being_built)
+            .collect();
+        if !left.is_empty() {
+            return Err(Error::InvalidIndexes(left));
+        }
+        client
+            .batch_execute("BEGIN")
+            .map_err(Error::db("cannot begin a transaction"))?;
+        script.record_and_commit(client, actor, started.elapsed())
+    })();
+    if let Err(e) = recorded {
+        roll_back(client);
+        let detail = format!("all {total} statement(s) succeeded, then: {e}");
+        let left = invalid_indexes(client).unwrap_or_default();
+        let state = half_done_state(total, total, &left, script.direction);
         record_failure(client, script, actor, started.elapsed(), &detail);
         return Err(Failure::HalfApplied { detail, state });
-    }
-    client
-        .batch_execute("BEGIN")
-        .map_err(Error::db("cannot begin a transaction"))?;
-    if let Err(e) = script.record_and_commit(client, actor, started.elapsed()) {
-        roll_back(client);
-        return Err(Failure::Engine(e));
     }
     Ok(())
 }
 
-fn half_done_state(completed: usize, invalid: &[InvalidIndex], direction: Direction) -> String {
+fn half_done_state(
+    completed: usize,
+    total: usize,
+    invalid: &[InvalidIndex],
+    direction: Direction,
+) -> String {
     let (recorded, command) = match direction {
         Direction::Up => ("it is not recorded as applied", "migrate"),
         Direction::Down => ("the migration stays recorded as applied", "rollback"),
     };
     let mut out =
-        format!("{completed} statement(s) before it completed and stay applied; {recorded}");
+        format!("{completed} of {total} statement(s) completed and stay applied; {recorded}");
+    let invalid: Vec<String> = invalid
+        .iter()
+        .filter(|i| !i.being_built)
+        .map(|i| i.to_string())
+        .collect();
     if invalid.is_empty() {
         out.push_str(&format!(
-            ". Undo or finish those statements by hand, then run {command} again"
+            ". Undo or finish those statements by hand (or make the file safe to rerun), then run {command} again"
         ));
     } else {
-        let names: Vec<String> = invalid.iter().map(|i| i.to_string()).collect();
         out.push_str(&format!(
-            ". It left invalid indexes: {}. Drop them with DROP INDEX CONCURRENTLY, then run {command} again",
-            names.join(", ")
+            ". It left invalid indexes: {}. Run `repair` (or DROP INDEX CONCURRENTLY them), then run {command} again",
+            invalid.join(", ")
         ));
     }
     out
@@ -664,7 +751,15 @@ fn abbreviate(sql: &str) -> String {
 pub(crate) fn invalid_indexes(client: &mut Client) -> Result<Vec<InvalidIndex>, Error> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, t.relname::text, i.relname::text \
+            "SELECT n.nspname::text, t.relname::text, i.relname::text, \
+                    EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
+                            WHERE p.index_relid = x.indexrelid) \
+                    OR EXISTS (SELECT 1 FROM pg_locks l \
+                               WHERE l.locktype = 'relation' AND l.relation = x.indrelid \
+                                 AND l.database = (SELECT oid FROM pg_database \
+                                                   WHERE datname = current_database()) \
+                                 AND l.mode = 'ShareUpdateExclusiveLock' AND l.granted \
+                                 AND l.pid <> pg_backend_pid()) \
              FROM pg_index x \
              JOIN pg_class i ON i.oid = x.indexrelid \
              JOIN pg_class t ON t.oid = x.indrelid \
@@ -682,6 +777,7 @@ pub(crate) fn invalid_indexes(client: &mut Client) -> Result<Vec<InvalidIndex>, 
             schema: r.get(0),
             table: r.get(1),
             name: r.get(2),
+            being_built: r.get(3),
         })
         .collect())
 }

@@ -195,13 +195,13 @@ pub enum Error {
     #[error("{0}")]
     Unexpected(String),
     /// The server refused a query of the engine itself.
-    #[error("{context}: {}", db_message(.source))]
+    #[error("{context}: {}", db_message(.error))]
     Database {
         /// What the engine was doing.
         context: String,
-        /// The server's error.
-        #[source]
-        source: postgres::Error,
+        /// The server's error (its message is part of this error's; not a separate cause, so
+        /// it is not printed twice).
+        error: postgres::Error,
     },
 }
 
@@ -240,7 +240,7 @@ impl Error {
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
         let context = context.into();
-        move |source| Error::Database { context, source }
+        move |error| Error::Database { context, error }
     }
 }
 

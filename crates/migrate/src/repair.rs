@@ -91,16 +91,15 @@ fn repair_locked(
     let invalid = engine::invalid_indexes(client)?;
     if !invalid.is_empty() || accept.is_some() {
         history::ensure_tables(client)?;
-        engine::set_timeouts(client, options.lock_timeout, options.statement_timeout)?;
+        engine::Session::establish(client, options.lock_timeout, options.statement_timeout)?;
     }
-    let building = indexes_being_built(client)?;
     let culprit = if invalid.is_empty() {
         None
     } else {
         Some(last_failed_migration(client)?)
     };
     for index in invalid {
-        if building.contains(&(index.schema.clone(), index.name.clone())) {
+        if index.being_built {
             report.still_building.push(index);
             continue;
         }
@@ -196,19 +195,6 @@ fn checksum_to_accept(
         name: migration.name().to_owned(),
         checksum,
     })
-}
-
-/// The (schema, index) pairs a `CREATE INDEX` is building at this moment.
-fn indexes_being_built(client: &mut Client) -> Result<Vec<(String, String)>, Error> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_stat_progress_create_index p \
-             JOIN pg_class c ON c.oid = p.index_relid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[],
-        )
-        .map_err(Error::db("cannot look for index builds in progress"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The migration whose most recent attempt failed: the one that left the invalid indexes.

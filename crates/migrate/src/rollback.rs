@@ -146,7 +146,8 @@ fn rollback_locked(
         return Ok(report);
     }
     history::ensure_tables(client)?;
-    engine::set_timeouts(client, options.lock_timeout, options.statement_timeout)?;
+    let session =
+        engine::Session::establish(client, options.lock_timeout, options.statement_timeout)?;
     for migration in steps {
         on_progress(RollbackProgress::Started(migration));
         let started = Instant::now();
@@ -154,7 +155,7 @@ fn rollback_locked(
             migration,
             direction: Direction::Down,
         };
-        if let Err(failure) = engine::run_script(client, &script, options.actor) {
+        if let Err(failure) = engine::run_script(client, &session, &script, options.actor) {
             return Err(into_error(failure, script.file_name(), report));
         }
         let took = started.elapsed();

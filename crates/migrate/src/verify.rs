@@ -213,8 +213,10 @@ fn unrehearsable(sql: &str) -> Option<&'static str> {
         .collect();
     let first = words.first().map(String::as_str).unwrap_or_default();
     match first {
-        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release"
-        | "prepare" => Some("controls the transaction, which a migration must not do"),
+        _ if crate::catalog::controls_transaction(sql) => {
+            Some("controls the transaction, which a migration must not do")
+        }
+        "savepoint" | "release" => Some("controls the transaction, which a migration must not do"),
         "set" | "reset" if sql.to_ascii_lowercase().contains("search_path") => {
             Some("changes the search path, which a migration must not do")
         }

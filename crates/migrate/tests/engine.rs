@@ -641,6 +641,27 @@ fn the_catalog_refuses_bad_folders_before_connecting() {
         &[("V1__a.sql", "SELECT 'unterminated;"), ok_down],
         "unterminated",
     );
+    check(
+        &[
+            (
+                "V1__a.sql",
+                "CREATE TABLE a ();\nCOMMIT;\nCREATE TABLE b ();",
+            ),
+            ok_down,
+        ],
+        "V1__a.sql is invalid: line 2 controls the transaction (`COMMIT`)",
+    );
+    check(
+        &[("V1__a.sql", "begin;\nCREATE TABLE a ();"), ok_down],
+        "line 1 controls the transaction",
+    );
+    check(
+        &[
+            ("V1__a.sql", "CREATE TABLE a ();"),
+            ("V1__a.down.sql", "START TRANSACTION;\nDROP TABLE a;"),
+        ],
+        "V1__a.down.sql is invalid: line 1 controls the transaction",
+    );
 
     let ok = Catalog::from_files([("V1__a.sql", "-- ecomind:irreversible\nDROP TABLE old;")])
         .expect("irreversible needs no down");
@@ -702,4 +723,129 @@ fn an_up_to_date_database_needs_no_ownership_of_the_history_tables() {
     .expect("a no-op run as a non-owner");
     assert!(report.applied.is_empty());
     assert_eq!(report.head, Some(4));
+}
+
+#[test]
+fn what_one_migration_sets_for_the_session_does_not_leak_into_the_next() {
+    let db = database();
+    let cat = catalog(&[
+        (
+            "V1__app_schema.sql",
+            "CREATE SCHEMA app;\nSET search_path = app, public;\nSET statement_timeout = 1;\nCREATE TABLE a (id int);",
+        ),
+        ("V1__app_schema.down.sql", "DROP SCHEMA app CASCADE;"),
+        ("V2__b.sql", "CREATE TABLE b (id int);\nSELECT pg_sleep(0.01);"),
+        ("V2__b.down.sql", "DROP TABLE b;"),
+    ]);
+    run(&db, &cat).expect("both apply in one run");
+    let schema: String = db
+        .client()
+        .query_one(
+            "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'b'",
+            &[],
+        )
+        .expect("b exists")
+        .get(0);
+    assert_eq!(
+        schema, "public",
+        "V2 runs with the session's own search_path, not V1's"
+    );
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+}
+
+/// Polls a condition until it holds, failing after a generous deadline.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A table, then a concurrently built index on it.
+fn concurrent_index_catalog() -> Catalog {
+    catalog(&[
+        ("V1__t.sql", "CREATE TABLE t (x int);"),
+        ("V1__t.down.sql", "DROP TABLE t;"),
+        (
+            "V2__t_x.sql",
+            "-- ecomind:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t_x ON t (x);",
+        ),
+        (
+            "V2__t_x.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_x;",
+        ),
+    ])
+}
+
+#[test]
+fn a_concurrent_index_build_waits_for_writers_despite_lock_timeout_and_is_not_half_done_meanwhile()
+{
+    let db = database();
+    let cat = concurrent_index_catalog();
+    let actor = actor();
+    let to1 = MigrateOptions {
+        target: Some(1),
+        ..options(&actor)
+    };
+    migrate(&mut db.client(), &cat, &to1, &mut |_| {}).expect("V1");
+
+    // A writer keeps its transaction open: the build must wait for it.
+    let mut writer = db.client();
+    writer
+        .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .expect("open writer");
+    let mut builder_client = db.client();
+    let builder = std::thread::spawn(move || {
+        let actor = common::actor();
+        let opts = MigrateOptions {
+            target: None,
+            lock_wait: Duration::from_secs(30),
+            // Far shorter than the wait below: the build must not be subject to it.
+            lock_timeout: Some(Duration::from_millis(1)),
+            statement_timeout: None,
+            allow_out_of_order: false,
+            actor: &actor,
+        };
+        migrate(
+            &mut builder_client,
+            &concurrent_index_catalog(),
+            &opts,
+            &mut |_| {},
+        )
+    });
+    let mut observer = db.client();
+    eventually("the build to wait for the writer", || {
+        observer
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .is_some()
+    });
+    // Meanwhile the index exists, invalid, and is being built: not a half-done migration.
+    let st = status(&mut observer, &cat).expect("status");
+    assert_eq!(st.invalid_indexes.len(), 1, "{:?}", st.invalid_indexes);
+    assert!(st.invalid_indexes[0].being_built);
+    assert!(
+        !st.needs_attention(),
+        "an index being built needs no repair"
+    );
+
+    writer.batch_execute("COMMIT").expect("writer commits");
+    let report = builder.join().expect("builder thread").expect("V2 applies");
+    assert_eq!(report.applied.len(), 1);
+    let valid: bool = observer
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass",
+            &[],
+        )
+        .expect("index")
+        .get(0);
+    assert!(valid);
 }
