@@ -90,6 +90,43 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Says on stderr, before a destructive command changes anything, which database it acts on and
+/// where the target and the policy came from, so a stray PGHOST, DATABASE_URL or policy variable
+/// cannot go unnoticed.
+fn announce(
+    out: &Output,
+    command: &str,
+    target: &crate::args::Target,
+    server: &ecomind_config::Server,
+) {
+    let flags = connect::flags(target);
+    let Ok(explanation) = ecomind_config::explain(&connect::load_options(target, &flags)) else {
+        return;
+    };
+    let source = |key: &str| {
+        explanation
+            .values
+            .iter()
+            .find(|v| v.key == key)
+            .map_or_else(|| "default".to_owned(), |v| v.source.clone())
+    };
+    out.log(&format!(
+        "{command} on {} (environment {}; host from {}, database from {})",
+        server.describe(),
+        explanation.env,
+        source("database.host"),
+        source("database.dbname")
+    ));
+    for key in ["policy.allow_rollback", "policy.require_confirm"] {
+        let from = source(key);
+        if from.starts_with("env ") || from.starts_with("flag ") {
+            out.log(&format!(
+                "note: {key} comes from {from}, not from the environment file"
+            ));
+        }
+    }
+}
+
 /// Refuses a destructive command that the environment's policy does not let through.
 fn confirmed(settings: &ecomind_config::Settings, confirm: &Confirm) -> Result<()> {
     settings
@@ -119,6 +156,7 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     confirmed(&policy, &args.confirm)?;
     let settings = connect::settings(&args.target)?;
     let (mut client, server) = connect::connect(&settings)?;
+    announce(out, "rollback", &args.target, &server);
     let actor = actor();
     let to = match (args.to, args.steps) {
         (Some(v), _) => RollbackTarget::ToVersion(v),
@@ -138,6 +176,14 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     });
     progress.finish();
     let report = result.map_err(|e| {
+        if let Some(partial) = e.partial_rollback_report() {
+            for step in &partial.reverted {
+                out.log(&format!(
+                    "reverted V{} {} before the failure",
+                    step.version, step.name
+                ));
+            }
+        }
         anyhow::Error::new(e).context(format!("rollback on {} stopped", server.describe()))
     })?;
     let text = steps_text(&report.reverted, "reverted", &server, report.head);
@@ -197,6 +243,7 @@ pub fn baseline(args: &BaselineArgs, out: &Output) -> Result<u8> {
     confirmed(&connect::policy_settings(&args.target)?, &args.confirm)?;
     let settings = connect::settings(&args.target)?;
     let (mut client, server) = connect::connect(&settings)?;
+    announce(out, "baseline", &args.target, &server);
     let actor = actor();
     let options = BaselineOptions {
         version: args.version,
@@ -253,6 +300,7 @@ pub fn repair(args: &RepairArgs, out: &Output) -> Result<u8> {
     confirmed(&policy, &args.confirm)?;
     let settings = connect::settings(&args.target)?;
     let (mut client, server) = connect::connect(&settings)?;
+    announce(out, "repair", &args.target, &server);
     let actor = actor();
     let options = RepairOptions {
         accept_checksum: args.accept_checksum,
@@ -320,10 +368,17 @@ pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
         let _ = writeln!(text, "  problem  {p}");
     }
     for i in &status.invalid_indexes {
-        let _ = writeln!(
-            text,
-            "  repair   invalid index {i}, left by an interrupted CREATE INDEX CONCURRENTLY: drop it with DROP INDEX CONCURRENTLY"
-        );
+        if i.being_built {
+            let _ = writeln!(
+                text,
+                "  building index {i} is being built right now (or its table is being vacuumed); leave it alone"
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "  repair   invalid index {i}, left by an interrupted CREATE INDEX CONCURRENTLY: run `repair` to drop it"
+            );
+        }
     }
     let summary = if status.needs_attention() {
         "needs attention: see the problems above"

@@ -45,10 +45,23 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             let code = exit_code_of(&error);
-            out.error(&error, code);
+            out.error(&error, code, done_before(&error));
             ExitCode::from(code)
         }
     }
+}
+
+/// What a failed migrate or rollback completed before it failed, for the JSON error document.
+fn done_before(error: &anyhow::Error) -> Option<(&'static str, serde_json::Value)> {
+    let engine = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ecomind_migrate::Error>())?;
+    if let Some(report) = engine.partial_report() {
+        return Some(("applied", serde_json::to_value(&report.applied).ok()?));
+    }
+    engine
+        .partial_rollback_report()
+        .and_then(|report| Some(("reverted", serde_json::to_value(&report.reverted).ok()?)))
 }
 
 /// Maps an error to its documented exit code.

@@ -42,13 +42,16 @@ impl Output {
     }
 
     /// Reports an error once, on stderr with its whole chain, and as JSON on stdout under `--json`.
-    pub fn error(&self, error: &anyhow::Error, code: u8) {
+    /// `done` is what the command completed before it failed (migrations applied or reverted),
+    /// added to the JSON document so a pipeline sees it too.
+    pub fn error(&self, error: &anyhow::Error, code: u8, done: Option<(&str, serde_json::Value)>) {
         let _ = writeln!(std::io::stderr().lock(), "error: {error:#}");
         if self.json {
-            self.result(
-                "",
-                &serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }),
-            );
+            let mut doc = serde_json::json!({ "error": format!("{error:#}"), "exit_code": code });
+            if let (Some((key, value)), Some(map)) = (done, doc.as_object_mut()) {
+                map.insert(key.to_owned(), value);
+            }
+            self.result("", &doc);
         }
     }
 }

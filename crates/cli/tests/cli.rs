@@ -641,3 +641,41 @@ fn baseline_refuses_a_schema_that_differs_and_a_database_with_history() {
     assert_exit(&out, 1);
     assert!(text(&out.stderr).contains("already has migration history"));
 }
+
+#[test]
+fn a_failed_run_says_what_it_applied_before_the_failure_in_text_and_json() {
+    let db = database();
+    let folder = Folder::new(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        ("V2__b.sql", "CREATE TABLE b (id int);\nSELECT 1 / 0;"),
+        ("V2__b.down.sql", "DROP TABLE b;"),
+    ]);
+    let out = run(
+        &db,
+        &[
+            "migrate",
+            "--env",
+            "dev",
+            "--migrations",
+            folder.path(),
+            "--json",
+        ],
+    );
+    assert_exit(&out, 1);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["applied"][0]["version"], 1, "{doc}");
+    assert_eq!(doc["applied"].as_array().map(Vec::len), Some(1), "{doc}");
+    let error = doc["error"].as_str().expect("error text");
+    assert!(
+        error.contains("V2__b.sql") && error.contains("division by zero"),
+        "{error}"
+    );
+    assert!(
+        text(&out.stderr).contains("applied V1 a before the failure"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(applied_versions(&db), vec![1]);
+}

@@ -93,6 +93,12 @@ fn baseline_locked(
         });
     }
     history::ensure_tables(client)?;
+    // The row counts scan every table: the policy's timeouts bound them like any statement.
+    crate::engine::Session::establish(
+        client,
+        options.verify.lock_timeout,
+        options.verify.statement_timeout,
+    )?;
     let mut tx = client
         .transaction()
         .map_err(Error::db("cannot begin the baseline transaction"))?;
