@@ -25,6 +25,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{Server, SslMode};
 
+/// Silence on a TCP connection before the first keepalive probe.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// Time between unanswered keepalive probes.
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered keepalive probes after which the connection is dropped.
+const KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is dropped (Linux).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How one connection attempt ended without a client.
 enum Attempt {
     /// The postgres crate reported an error.
@@ -123,37 +132,23 @@ impl std::error::Error for ConnectError {}
 impl Server {
     /// Connects, trying each host in order. Sets `application_name` and
     /// `connect_timeout`; TLS follows `sslmode` (never on unix sockets, as in
-    /// libpq). This is the one place the password is exposed.
+    /// libpq); TCP connections get keepalives, so a dead peer is noticed in a
+    /// minute or two. This is the one place the password is exposed.
+    ///
+    /// Each attempt, TLS and authentication included, must fit in
+    /// `connect_timeout`. A zero `connect_timeout` means no limit, as in
+    /// libpq: a host that drops packets then fails only when the operating
+    /// system gives up (about two minutes on Linux), and a server that
+    /// accepts the connection but never answers keeps this call waiting for
+    /// ever. Only set it to zero when that is wanted.
     pub fn connect(&self, application_name: &str) -> Result<postgres::Client, ConnectError> {
         let tls =
             tls_config(self).map_err(|message| self.error(ConnectErrorKind::Config, &message))?;
         let mut last = None;
         for host in &self.hosts {
-            let mut config = postgres::Config::new();
-            config
-                .user(&self.user)
-                .dbname(&self.dbname)
-                .port(self.port)
-                .application_name(application_name);
-            if !self.connect_timeout.is_zero() {
-                config.connect_timeout(self.connect_timeout);
-            }
-            if let Some(password) = &self.password {
-                config.password(password.expose_secret());
-            }
             let socket = host.starts_with('/');
-            let tls = if socket {
-                config.host_path(host).ssl_mode(PgSslMode::Disable);
-                None
-            } else {
-                config.host(host);
-                match (&tls, self.sslmode) {
-                    (None, _) => config.ssl_mode(PgSslMode::Disable),
-                    (Some(_), SslMode::Prefer) => config.ssl_mode(PgSslMode::Prefer),
-                    (Some(_), _) => config.ssl_mode(PgSslMode::Require),
-                };
-                tls.clone()
-            };
+            let config = self.pg_config(host, application_name, tls.is_some());
+            let tls = if socket { None } else { tls.clone() };
             match self.attempt(config, tls) {
                 Ok(client) => return Ok(client),
                 Err(Attempt::Failed(err)) => last = Some(self.classify(&err, host, socket)),
@@ -171,6 +166,50 @@ impl Server {
         Err(last.unwrap_or_else(|| {
             self.error(ConnectErrorKind::Config, "no host is configured: set `host` in the environment file, ECOMIND_DB_HOST or PGHOST")
         }))
+    }
+
+    /// The `postgres` configuration of one attempt on `host`; `tls` says
+    /// whether a TLS connector is available for TCP hosts.
+    ///
+    /// TCP connections get keepalives (first probe after [`KEEPALIVES_IDLE`]
+    /// of silence, then every [`KEEPALIVES_INTERVAL`], given up after
+    /// [`KEEPALIVES_RETRIES`] unanswered probes) and a [`TCP_USER_TIMEOUT`]
+    /// for unacknowledged data, so a connection silently dropped by a
+    /// failover or a firewall fails within a minute or two instead of blocking
+    /// a statement for the kernel's two hours. A live server answers probes,
+    /// so long statements are not affected. Unix sockets need none of this.
+    ///
+    /// A zero `connect_timeout` sets no limit, as in libpq.
+    fn pg_config(&self, host: &str, application_name: &str, tls: bool) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .port(self.port)
+            .application_name(application_name);
+        if !self.connect_timeout.is_zero() {
+            config.connect_timeout(self.connect_timeout);
+        }
+        if let Some(password) = &self.password {
+            config.password(password.expose_secret());
+        }
+        if host.starts_with('/') {
+            config.host_path(host).ssl_mode(PgSslMode::Disable);
+        } else {
+            config
+                .host(host)
+                .keepalives(true)
+                .keepalives_idle(KEEPALIVES_IDLE)
+                .keepalives_interval(KEEPALIVES_INTERVAL)
+                .keepalives_retries(KEEPALIVES_RETRIES)
+                .tcp_user_timeout(TCP_USER_TIMEOUT);
+            match (tls, self.sslmode) {
+                (false, _) => config.ssl_mode(PgSslMode::Disable),
+                (true, SslMode::Prefer) => config.ssl_mode(PgSslMode::Prefer),
+                (true, _) => config.ssl_mode(PgSslMode::Require),
+            };
+        }
+        config
     }
 
     /// One connection attempt. The `postgres` crate bounds only the TCP
@@ -335,6 +374,10 @@ impl Server {
                 io::ErrorKind::NotFound if socket => (
                     K::NoSocket,
                     format!("no socket file in {host} for port {}: is the server running there?", self.port),
+                ),
+                io::ErrorKind::TimedOut if self.connect_timeout.is_zero() => (
+                    K::Timeout,
+                    "no answer before the operating system gave up (connect_timeout is 0, no limit of its own): check the host, the port and any firewall in between".to_owned(),
                 ),
                 io::ErrorKind::TimedOut => (
                     K::Timeout,
@@ -546,5 +589,77 @@ impl ServerCertVerifier for IgnoreHostName {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn server(host: &str, connect_timeout: Duration) -> Server {
+        let mut server = Server::local_socket(Path::new("/unused"), 5432, "app", "eco")
+            .with_password(SecretString::from("pw"), "test");
+        server.hosts = vec![host.to_owned()];
+        server.sslmode = SslMode::Require;
+        server.connect_timeout = connect_timeout;
+        server
+    }
+
+    /// A connection dropped silently (failover, firewall) must fail within
+    /// minutes, not after the kernel's two hours of idle time.
+    #[test]
+    fn tcp_connections_get_keepalives_and_a_user_timeout() {
+        for (host, tls) in [("db.example", true), ("10.0.0.1", false), ("::1", true)] {
+            let config = server(host, Duration::from_secs(10)).pg_config(host, "app", tls);
+            assert!(config.get_keepalives(), "{host}");
+            assert_eq!(
+                config.get_keepalives_idle(),
+                Duration::from_secs(30),
+                "{host}"
+            );
+            assert_eq!(
+                config.get_keepalives_interval(),
+                Some(Duration::from_secs(10)),
+                "{host}"
+            );
+            assert_eq!(config.get_keepalives_retries(), Some(3), "{host}");
+            assert_eq!(
+                config.get_tcp_user_timeout(),
+                Some(&Duration::from_secs(60)),
+                "{host}"
+            );
+            assert_eq!(
+                config.get_connect_timeout(),
+                Some(&Duration::from_secs(10)),
+                "{host}"
+            );
+            let expected = if tls {
+                PgSslMode::Require
+            } else {
+                PgSslMode::Disable
+            };
+            assert_eq!(config.get_ssl_mode(), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn unix_sockets_get_no_tcp_settings_and_no_tls() {
+        let config = server("/run/pg", Duration::from_secs(10)).pg_config("/run/pg", "app", true);
+        assert_eq!(config.get_tcp_user_timeout(), None);
+        assert_eq!(config.get_keepalives_interval(), None);
+        assert_eq!(config.get_keepalives_retries(), None);
+        assert_eq!(config.get_ssl_mode(), PgSslMode::Disable);
+    }
+
+    /// `connect_timeout = "0"` is libpq's "no limit": no timeout is set at all.
+    #[test]
+    fn a_zero_connect_timeout_sets_no_limit() {
+        let config = server("db.example", Duration::ZERO).pg_config("db.example", "app", true);
+        assert_eq!(config.get_connect_timeout(), None);
+        assert!(config.get_keepalives());
     }
 }

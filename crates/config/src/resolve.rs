@@ -533,12 +533,7 @@ pub(crate) fn resolve(opts: &LoadOptions<'_>, runtime: bool) -> Result<Resolutio
             url_present = true;
             let parts = url::parse(&url)?;
             let origin = "env DATABASE_URL".to_owned();
-            let mut values = Vec::new();
-            for (dotted, text) in &parts.settings {
-                let key = schema::key(dotted).expect("URL keys are known");
-                values.push((key.name, schema::validate(key, Raw::Text(text), &origin)?));
-            }
-            builder.add(origin.clone(), RANK_URL, values);
+            builder.add(origin.clone(), RANK_URL, url::values(&parts)?);
             if let Some(secret) = parts.password {
                 offer(
                     &mut password,
@@ -609,8 +604,8 @@ struct RawDatabase {
 #[derive(Deserialize)]
 struct RawPolicy {
     lock_wait: String,
-    lock_timeout: String,
-    statement_timeout: String,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
     allow_rollback: bool,
     require_confirm: bool,
 }
@@ -659,14 +654,16 @@ impl Resolution {
                 message,
             })
         };
-        let optional = |duration: Duration| (!duration.is_zero()).then_some(duration);
+        // A configured "0" is `Some(ZERO)`: no limit, which the engine sets
+        // explicitly so that a server or role setting does not apply. `None`
+        // (keep the server's setting) only when no layer sets the key.
+        let optional = |key: &str, text: &Option<String>| -> Result<Option<Duration>, Error> {
+            text.as_deref().map(|text| duration(key, text)).transpose()
+        };
         let policy = Policy {
             lock_wait: duration("policy.lock_wait", &raw.policy.lock_wait)?,
-            lock_timeout: optional(duration("policy.lock_timeout", &raw.policy.lock_timeout)?),
-            statement_timeout: optional(duration(
-                "policy.statement_timeout",
-                &raw.policy.statement_timeout,
-            )?),
+            lock_timeout: optional("policy.lock_timeout", &raw.policy.lock_timeout)?,
+            statement_timeout: optional("policy.statement_timeout", &raw.policy.statement_timeout)?,
             allow_rollback: raw.policy.allow_rollback,
             require_confirm: raw.policy.require_confirm,
         };

@@ -163,7 +163,7 @@ fn toml_type(value: &toml::Value) -> String {
     }
 }
 
-fn expected(kind: Kind) -> &'static str {
+pub(crate) fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Text => "a string",
         Kind::Hosts => "a host name, a socket folder or a comma-separated list of them (a string)",

@@ -65,7 +65,9 @@ pub struct Server {
     /// The CA certificate file (PEM) for `verify-ca` / `verify-full`, or
     /// `system` for the operating system's trust store.
     pub sslrootcert: Option<PathBuf>,
-    /// How long one connection attempt may take.
+    /// How long one connection attempt may take, TLS and authentication
+    /// included. Zero means no limit, as in libpq: an attempt on a server
+    /// that accepts but never answers then waits for ever.
     pub connect_timeout: Duration,
 }
 
@@ -179,9 +181,15 @@ impl FromStr for SslMode {
 pub struct Policy {
     /// How long `migrate` waits for the advisory lock held by another run.
     pub lock_wait: Duration,
-    /// `SET lock_timeout` for migration sessions; `None` means no limit.
+    /// `SET lock_timeout` for migration sessions. `Some(Duration::ZERO)`
+    /// (configured as `"0"`) means no limit, overriding any server or role
+    /// setting; `None` (not configured anywhere, defaults included) keeps the
+    /// server's setting.
     pub lock_timeout: Option<Duration>,
-    /// `SET statement_timeout` for migration sessions; `None` means no limit.
+    /// `SET statement_timeout` for migration sessions. `Some(Duration::ZERO)`
+    /// (configured as `"0"`) means no limit, overriding any server or role
+    /// setting; `None` (not configured anywhere, defaults included) keeps the
+    /// server's setting.
     pub statement_timeout: Option<Duration>,
     /// Whether `rollback` may run at all.
     pub allow_rollback: bool,

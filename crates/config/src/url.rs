@@ -3,9 +3,14 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::Error;
+use figment::value::Value;
 
-/// The parts of a connection URL; values are still text, validated by the caller.
+use crate::{
+    schema::{self, Kind, Raw},
+    Error,
+};
+
+/// The parts of a connection URL; values are still text, validated by [`values`].
 #[derive(Default)]
 pub(crate) struct UrlParts {
     /// `(dotted key, value)` for every non-secret setting the URL gives.
@@ -13,6 +18,9 @@ pub(crate) struct UrlParts {
     /// The password, if the URL carries one.
     pub password: Option<SecretString>,
 }
+
+/// The refusal when the user name or password was not percent-encoded.
+const UNENCODED_CREDENTIALS: &str = "an `@` follows the host part, so the user name or password holds a character that must be percent-encoded: write `/` as %2F, `?` as %3F, `#` as %23, `@` as %40 and `:` as %3A in the user name and password (and `@` as %40 in parameter values)";
 
 fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidUrl {
@@ -49,6 +57,42 @@ fn decode(text: &str, what: &str) -> Result<String, Error> {
     })
 }
 
+/// The query parameters a URL may carry.
+const PARAMETERS: &[&str] = &[
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "application_name",
+];
+
+/// Validates the URL's settings for figment. Unlike values from files and
+/// variables, a bad value is not echoed: a mis-split URL can put part of the
+/// password into any of them.
+pub(crate) fn values(parts: &UrlParts) -> Result<Vec<(&'static str, Value)>, Error> {
+    let mut values = Vec::with_capacity(parts.settings.len());
+    for (dotted, text) in &parts.settings {
+        let key = schema::key(dotted).expect("URL keys are known");
+        let value = schema::validate(key, Raw::Text(text), "env DATABASE_URL").map_err(|_| {
+            let (what, expected) = match key.kind {
+                Kind::Text => (dotted.trim_start_matches("database."), "a non-empty name"),
+                Kind::Path => ("sslrootcert", "a non-empty path"),
+                kind => (
+                    dotted.trim_start_matches("database."),
+                    schema::expected(kind),
+                ),
+            };
+            invalid(format!("its {what} is not valid: use {expected}"))
+        })?;
+        values.push((key.name, value));
+    }
+    Ok(values)
+}
+
 /// Parses a `postgres://` or `postgresql://` URL.
 pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
     let url = url.expose_secret().trim();
@@ -83,6 +127,14 @@ pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
         }
         None => rest,
     };
+    // Whatever follows the credentials becomes host, port, database name and
+    // parameters, all of which are shown in messages and by `config show`. A
+    // literal `@` there means the credentials were cut short by an unencoded
+    // `/` (or `@`) in them, so part of the password would be shown: refuse,
+    // without saying anything about the values.
+    if rest.contains('@') {
+        return Err(invalid(UNENCODED_CREDENTIALS));
+    }
 
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, rest) = rest.split_at(authority_end);
@@ -133,20 +185,25 @@ pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
             .settings
             .push(("database.dbname", decode(dbname, "database name")?));
     }
-    for pair in query
+    for (position, pair) in query
         .into_iter()
         .flat_map(|query| query.split('&'))
         .filter(|pair| !pair.is_empty())
+        .enumerate()
     {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| invalid("a query parameter lacks `=value`"))?;
-        let name = decode(name, "parameter name")?;
+        // Nothing of the query is echoed: with a password in `?password=` that
+        // holds an unencoded `&`, any later name or value may be part of it.
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            invalid(format!(
+                "query parameter {} lacks `=value`: write name=value pairs separated by `&`",
+                position + 1
+            ))
+        })?;
+        let name = decode(name, "name of a query parameter")?;
         if name == "password" {
             parts.password = Some(SecretString::from(decode(value, "password")?));
             continue;
         }
-        let value = decode(value, &format!("parameter `{name}`"))?;
         let key = match name.as_str() {
             "host" => "database.host",
             "port" => "database.port",
@@ -154,23 +211,27 @@ pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
             "user" => "database.user",
             "sslmode" => "database.sslmode",
             "sslrootcert" => "database.sslrootcert",
-            "connect_timeout" => {
-                let seconds: u64 = value.trim().parse().map_err(|_| {
-                    invalid(format!(
-                        "connect_timeout={value} is not a whole number of seconds"
-                    ))
-                })?;
-                parts
-                    .settings
-                    .push(("database.connect_timeout", format!("{seconds}s")));
-                continue;
-            }
+            "connect_timeout" => "database.connect_timeout",
             "application_name" => continue,
-            other => {
+            _ => {
+                let suggestion = schema::closest(&name, PARAMETERS.iter().copied())
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
                 return Err(invalid(format!(
-                    "unsupported parameter `{other}`: use host, port, dbname, user, sslmode, sslrootcert, connect_timeout or application_name"
+                    "query parameter {} is not supported{suggestion}: use {}",
+                    position + 1,
+                    PARAMETERS.join(", ")
                 )));
             }
+        };
+        let value = decode(value, &format!("value of `{name}`"))?;
+        let value = if key == "database.connect_timeout" {
+            let seconds: u64 = value.trim().parse().map_err(|_| {
+                invalid("connect_timeout is not a whole number of seconds: write it as connect_timeout=10")
+            })?;
+            format!("{seconds}s")
+        } else {
+            value
         };
         parts.settings.retain(|(existing, _)| *existing != key);
         parts.settings.push((key, value));
@@ -243,19 +304,106 @@ mod tests {
 
     #[test]
     fn errors_never_show_the_url() {
+        // (URL, texts that must not appear: the password or pieces of it).
+        let cases: &[(&str, &[&str])] = &[
+            ("mysql://u:hunter2pw@h/d", &["hunter2pw"]),
+            ("postgres://u:hunter2pw@h/d?sslmod=require", &["hunter2pw"]),
+            ("postgres://u:hunter2pw%zz@h/d", &["hunter2pw"]),
+            ("postgres://u:hunter2pw@a:1,b:2/d", &["hunter2pw"]),
+            (
+                "postgres://u:hunter2pw@h/d?connect_timeout=soon",
+                &["hunter2pw", "soon"],
+            ),
+            // An unencoded `/`, `?`, `#` or `@` in the password splits it.
+            ("postgres://u:s3cr/etP4ss@h/db", &["s3cr", "etP4ss"]),
+            ("postgres://u:5432/etP4ss@h/db", &["5432", "etP4ss"]),
+            ("postgres://u:s3cr?et/P4ss@h/db", &["s3cr", "P4ss"]),
+            ("postgres://u:s3cr#et/P4ss@h/db", &["s3cr", "P4ss"]),
+            ("postgres://u:s3cr@etP4ss@h/db", &["s3cr", "etP4ss"]),
+            ("postgres://:s3cr/etP4ss@h", &["s3cr", "etP4ss"]),
+            (
+                "postgres://u:s3cr/etP4ss@h:5432/db?sslmode=require",
+                &["s3cr", "etP4ss"],
+            ),
+            // A password in the query with an unencoded `&`.
+            ("postgres://h/d?password=s3cr&etP4ss=1", &["s3cr", "etP4ss"]),
+            ("postgres://h/d?password=s3cr&etP4ss", &["s3cr", "etP4ss"]),
+            (
+                "postgres://h/d?password=s3cr&port=etP4ss",
+                &["s3cr", "etP4ss"],
+            ),
+            (
+                "postgres://h/d?password=s3cr&connect_timeout=etP4ss",
+                &["s3cr", "etP4ss"],
+            ),
+            (
+                "postgres://h/d?password=s3cr&sslmode=etP4ss",
+                &["s3cr", "etP4ss"],
+            ),
+            (
+                "postgres://h/d?password=s3cr&dbname=etP4ss%zz",
+                &["s3cr", "etP4ss"],
+            ),
+            (
+                "postgres://h/d?password=s3cr&etP4ss%zz=1",
+                &["s3cr", "etP4ss"],
+            ),
+        ];
+        for (url, secrets) in cases {
+            let parsed = parse(&SecretString::from(*url));
+            let err = match parsed.and_then(|parts| values(&parts)) {
+                Ok(_) => panic!("{url} was accepted"),
+                Err(err) => format!("{err} {err:?}"),
+            };
+            for secret in *secrets {
+                assert!(!err.contains(secret), "{url}: {err}");
+            }
+            assert!(!err.contains(url), "{err}");
+            assert!(!err.contains("host=") && !err.contains("`h`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_at_sign_after_the_credentials_asks_for_percent_encoding() {
         for url in [
-            "mysql://u:hunter2pw@h/d",
-            "postgres://u:hunter2pw@h/d?sslmod=require",
-            "postgres://u:hunter2pw%zz@h/d",
-            "postgres://u:hunter2pw@a:1,b:2/d",
-            "postgres://u:hunter2pw@h/d?connect_timeout=soon",
+            "postgres://u:s3cr/etP4ss@h/db",
+            "postgres://u:5432/etP4ss@h/db",
+            "postgres://u:p@ss@h/db",
+            "postgres://u@h/db?application_name=me@laptop",
         ] {
             let err = parse(&SecretString::from(url))
                 .err()
                 .expect(url)
                 .to_string();
-            assert!(!err.contains("hunter2pw"), "{err}");
-            assert!(!err.contains(url), "{err}");
+            assert!(
+                err.contains("write `/` as %2F, `?` as %3F, `#` as %23, `@` as %40 and `:` as %3A in the user name and password"),
+                "{url}: {err}"
+            );
+            for value in ["u", "h", "db", "5432", "s3cr", "etP4ss", "ss", "laptop"] {
+                assert!(
+                    !err.contains(&format!(" {value} ")) && !err.contains(&format!("`{value}`")),
+                    "{url}: {err}"
+                );
+            }
         }
+        // Encoded, the same passwords are fine, and so are `?` and `#` before the `@`.
+        check(
+            "postgres://u:s3cr%2FetP4ss@h/db",
+            &[
+                ("database.user", "u"),
+                ("database.host", "h"),
+                ("database.dbname", "db"),
+            ],
+            Some("s3cr/etP4ss"),
+        );
+        check(
+            "postgres://u:s3?c#r:et@h/db",
+            &[
+                ("database.user", "u"),
+                ("database.host", "h"),
+                ("database.dbname", "db"),
+            ],
+            Some("s3?c#r:et"),
+        );
     }
 }

@@ -171,7 +171,25 @@ fn cases() -> Vec<(&'static str, Setup<'static>, Fails, Vec<&'static str>)> {
             "URL with an unknown parameter",
             Setup::file("").var("DATABASE_URL", "postgres://u@h/d?sslmod=require"),
             Fails::Both,
-            vec!["env DATABASE_URL: unsupported parameter `sslmod`"],
+            vec!["env DATABASE_URL: query parameter 1 is not supported (did you mean `sslmode`?): use host, port"],
+        ),
+        (
+            "URL with an unencoded `/` in the password",
+            Setup::file("").var("DATABASE_URL", "postgres://u:s3cr/etP4ss@h/db"),
+            Fails::Both,
+            vec!["env DATABASE_URL: an `@` follows the host part", "write `/` as %2F, `?` as %3F, `#` as %23, `@` as %40 and `:` as %3A in the user name and password", "(the URL is not shown"],
+        ),
+        (
+            "URL with an unencoded `@` in the password",
+            Setup::file("").var("DATABASE_URL", "postgres://u:p@ss@h/db"),
+            Fails::Both,
+            vec!["env DATABASE_URL: an `@` follows the host part"],
+        ),
+        (
+            "URL with a bad port",
+            Setup::file("").var("DATABASE_URL", "postgres://u@h:http/db"),
+            Fails::Both,
+            vec!["env DATABASE_URL: its port is not valid: use an integer between 1 and 65535"],
         ),
     ]
 }

@@ -482,3 +482,80 @@ fn relative_paths_in_a_file_resolve_against_the_repository_root() {
     assert_eq!(server.sslrootcert, Some(outcome.dir.join("certs/ca.pem")));
     assert_eq!(server.sslmode, ecomind_config::SslMode::VerifyFull);
 }
+
+/// `"0"` is "no limit", which the engine must set explicitly (`SET lock_timeout = 0`) so that
+/// a server or role setting does not apply: it resolves to `Some(ZERO)`, never to `None`
+/// (which keeps the server's setting).
+#[test]
+fn a_zero_timeout_is_no_limit_not_the_server_setting() {
+    use std::time::Duration;
+
+    let zero = Some(Duration::ZERO);
+    let secs = |n| Some(Duration::from_secs(n));
+    /// Policy lines in the file, variables, expected lock_timeout, expected statement_timeout.
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Option<Duration>,
+        Option<Duration>,
+    );
+    let cases: &[Case] = &[
+        ("", &[], secs(5), zero),
+        (
+            "lock_timeout = \"0\"\nstatement_timeout = \"0\"",
+            &[],
+            zero,
+            zero,
+        ),
+        (
+            "lock_timeout = \"3s\"\nstatement_timeout = \"15min\"",
+            &[],
+            secs(3),
+            secs(900),
+        ),
+        (
+            "lock_timeout = \"3s\"\nstatement_timeout = \"15min\"",
+            &[
+                ("ECOMIND_DB_LOCK_TIMEOUT", "0"),
+                ("ECOMIND_DB_STATEMENT_TIMEOUT", "0"),
+            ],
+            zero,
+            zero,
+        ),
+        (
+            "lock_timeout = \"0\"",
+            &[("ECOMIND_DB_LOCK_TIMEOUT", "2s")],
+            secs(2),
+            zero,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (policy, vars, lock, statement) in cases {
+        let mut setup = Setup::file("");
+        setup.file = Some(format!("[policy]\n{policy}\n"));
+        for (name, value) in *vars {
+            setup = setup.var(name, *value);
+        }
+        let outcome = run(&setup);
+        let got = outcome.load.expect("loads").policy;
+        if (got.lock_timeout, got.statement_timeout) != (*lock, *statement) {
+            failures.push(format!(
+                "{policy:?} with {vars:?}: expected {lock:?}, {statement:?}; got {:?}, {:?}",
+                got.lock_timeout, got.statement_timeout
+            ));
+        }
+        // `config show` still shows the text as written.
+        let explanation = outcome.explain.expect("explains");
+        let shown = explanation
+            .values
+            .iter()
+            .find(|value| value.key == "policy.statement_timeout")
+            .and_then(|value| value.value.clone());
+        if statement.is_some_and(|t| t.is_zero()) && shown.as_deref() != Some("0") {
+            failures.push(format!(
+                "{policy:?} with {vars:?}: config show says {shown:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

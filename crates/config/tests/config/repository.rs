@@ -115,7 +115,9 @@ fn the_repository_policies_are_what_the_project_promises() {
         "dev is permissive: {:?}",
         dev.policy
     );
-    assert_eq!(dev.policy.lock_timeout, None);
+    // dev's "0" is no limit, set explicitly so no server or role setting applies.
+    assert_eq!(dev.policy.lock_timeout, Some(Duration::ZERO));
+    assert_eq!(dev.policy.statement_timeout, Some(Duration::ZERO));
 
     for settings in [&staging, &prod] {
         let Target::Server(server) = &settings.target else {
