@@ -411,7 +411,16 @@ pub fn wait(args: &WaitArgs, out: &Output) -> Result<u8> {
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match server.connect(connect::APPLICATION_NAME) {
+        // No single attempt may outlast the time left (a black-holed host would otherwise hold
+        // one attempt for the whole connect_timeout, or forever when that is 0).
+        let left = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        let mut attempt = server.clone();
+        if attempt.connect_timeout.is_zero() || attempt.connect_timeout > left {
+            attempt.connect_timeout = left;
+        }
+        match attempt.connect(connect::APPLICATION_NAME) {
             Ok(_) => break,
             Err(e) if e.retryable() && started.elapsed() < timeout => {
                 if attempts == 1 {

@@ -679,3 +679,36 @@ fn a_failed_run_says_what_it_applied_before_the_failure_in_text_and_json() {
     );
     assert_eq!(applied_versions(&db), vec![1]);
 }
+
+#[test]
+fn wait_gives_up_on_a_server_that_never_answers_even_without_a_connect_timeout() {
+    // The kernel completes the handshake for a listener that never accepts: a black hole.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port().to_string();
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd);
+    let mut child = cmd
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres")
+        .env("PGSSLMODE", "disable")
+        .env("ECOMIND_DB_CONNECT_TIMEOUT", "0")
+        .args(["wait", "--env", "dev", "--timeout", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    // A generous bound only to turn a hang into a failure; wait's own timeout is 1 s.
+    eventually("wait to give up by itself", || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    let out = child.wait_with_output().expect("output");
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("did not accept connections within 1s"),
+        "{stderr}"
+    );
+    drop(listener);
+}
