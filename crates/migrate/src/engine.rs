@@ -323,14 +323,36 @@ pub(crate) fn prepare_session(client: &mut Client) -> Result<(), Error> {
     Ok(())
 }
 
-/// The session state every script starts from. It is restored before each script, so what one
-/// migration sets for the session (search_path, role, timeouts) never leaks into the next: a
-/// migration behaves the same whether it runs alone or after others in one run.
+/// The session state every script starts from. It is restored after a script that may have
+/// changed it, so what one migration sets for the session (search_path, role, timeouts) never
+/// leaks into the next: a migration behaves the same whether it runs alone or after others.
 pub(crate) struct Session {
-    /// Restores the state; sent ahead of each script.
+    /// Restores the state; sent ahead of the next script when the last one touched it.
     reset: String,
     /// Restores the policy's lock_timeout after a CONCURRENTLY statement.
     lock_timeout: String,
+    /// True when the last script may have changed the session.
+    dirty: std::cell::Cell<bool>,
+}
+
+/// True when a statement may change the session's settings or role (SET, RESET, set_config).
+/// A function that calls set_config internally is not seen; SET LOCAL counts, because it lasts
+/// until the history rows are written in the same transaction.
+fn touches_session(sql: &str) -> bool {
+    let first = sql
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    first.eq_ignore_ascii_case("set")
+        || first.eq_ignore_ascii_case("reset")
+        || sql.to_ascii_lowercase().contains("set_config")
+}
+
+impl Session {
+    /// The reset to send ahead of the next script, if the last one may have changed the session.
+    fn take_reset(&self) -> Option<&str> {
+        self.dirty.replace(false).then_some(self.reset.as_str())
+    }
 }
 
 impl Session {
@@ -359,6 +381,7 @@ impl Session {
         Ok(Session {
             reset,
             lock_timeout,
+            dirty: std::cell::Cell::new(false),
         })
     }
 }
@@ -437,6 +460,7 @@ impl Script<'_> {
         client: &mut Client,
         actor: &crate::Actor,
         elapsed: Duration,
+        touched_session: bool,
     ) -> Result<(), Error> {
         let m = self.migration;
         let event = history::event_sql(
@@ -451,28 +475,32 @@ impl Script<'_> {
                 detail: None,
             },
         );
-        // The script may have changed role or search_path for the rest of its transaction; the
-        // history rows are written as the connecting user, to the tables where they live.
-        let restore = "RESET ROLE; SET LOCAL search_path TO DEFAULT;\n";
+        // A script that changed role or search_path for the rest of its transaction must not
+        // decide who writes the history rows, or where.
+        let restore = if touched_session {
+            "RESET ROLE; SET LOCAL search_path TO DEFAULT;\n"
+        } else {
+            ""
+        };
         let batch = match self.direction {
             Direction::Up => format!(
                 "{restore}{};\n{event};\nCOMMIT",
                 history::applied_sql(m.version(), m.name(), m.checksum())
             ),
             Direction::Down => {
-                client.batch_execute(restore).map_err(Error::db(
-                    "cannot restore the session to record the migration",
-                ))?;
+                if touched_session {
+                    client.batch_execute(restore).map_err(Error::db(
+                        "cannot restore the session to record the migration",
+                    ))?;
+                }
                 // The deletion must remove exactly one row, which only a separate query can tell.
                 history::record_reverted(client, m.version())?;
                 format!("{event};\nCOMMIT")
             }
         };
-        client
-            .batch_execute(&batch)
-            .map_err(Error::db(
-                "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
-            ))
+        client.batch_execute(&batch).map_err(Error::db(
+            "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
+        ))
     }
 }
 
@@ -547,11 +575,13 @@ fn run_in_transaction(
         }));
     }
     let started = Instant::now();
+    let touched = statements.iter().any(|s| touches_session(s.sql));
+    let reset = session.take_reset().unwrap_or_default();
     // Each statement is its own round trip so a failure names its statement; the transaction
     // spans them all, and the history and event rows commit with it.
     for (index, statement) in statements.iter().enumerate() {
         let (sent, prefix_chars) = if index == 0 {
-            let prefix = format!("{}{BEGIN}", session.reset);
+            let prefix = format!("{reset}{BEGIN}");
             let chars = prefix.chars().count();
             (std::borrow::Cow::Owned(prefix + statement.sql), chars)
         } else {
@@ -565,10 +595,11 @@ fn run_in_transaction(
             return Err(Failure::RolledBack(detail));
         }
     }
-    if let Err(e) = script.record_and_commit(client, actor, started.elapsed()) {
+    if let Err(e) = script.record_and_commit(client, actor, started.elapsed(), touched) {
         roll_back(client);
         return Err(Failure::Engine(e));
     }
+    session.dirty.set(touched);
     Ok(())
 }
 
@@ -592,9 +623,14 @@ fn run_outside_transaction(
     if !left_over.is_empty() {
         return Err(Failure::Engine(Error::InvalidIndexes(left_over)));
     }
-    client
-        .batch_execute(&session.reset)
-        .map_err(Error::db("cannot set up the migration session"))?;
+    if let Some(reset) = session.take_reset() {
+        client
+            .batch_execute(reset)
+            .map_err(Error::db("cannot set up the migration session"))?;
+    }
+    let touched = statements.iter().any(|s| touches_session(s.sql));
+    // Even a failed script may have changed the session before it failed.
+    session.dirty.set(touched);
     let started = Instant::now();
     let total = statements.len();
     for (index, statement) in statements.iter().enumerate() {
@@ -634,7 +670,7 @@ fn run_outside_transaction(
         client
             .batch_execute("BEGIN")
             .map_err(Error::db("cannot begin a transaction"))?;
-        script.record_and_commit(client, actor, started.elapsed())
+        script.record_and_commit(client, actor, started.elapsed(), touched)
     })();
     if let Err(e) = recorded {
         roll_back(client);

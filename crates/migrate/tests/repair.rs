@@ -77,7 +77,7 @@ fn a_cancelled_concurrent_index_build_is_reported_by_status_cleared_by_repair_th
         &mut watcher,
         &format!(
             "SELECT pid FROM pg_stat_activity WHERE datname = '{datname}' \
-             AND query LIKE 'CREATE INDEX CONCURRENTLY idx_events_org_id_ts%' AND wait_event_type = 'Lock'"
+             AND query LIKE 'CREATE INDEX CONCURRENTLY%idx_events_org_id_ts%' AND wait_event_type = 'Lock'"
         ),
     )
     .get(0);
