@@ -331,6 +331,10 @@ pub(crate) struct Session {
     reset: String,
     /// Restores the policy's lock_timeout after a CONCURRENTLY statement.
     lock_timeout: String,
+    /// Restores role, search_path and the policy's timeouts for the rest of a transaction, so a
+    /// script's own SET LOCAL cannot decide who writes the history rows, where, or how long
+    /// they may take.
+    restore_in_transaction: String,
     /// True when the last script may have changed the session.
     dirty: std::cell::Cell<bool>,
 }
@@ -363,6 +367,7 @@ impl Session {
         lock_timeout: Option<Duration>,
         statement_timeout: Option<Duration>,
     ) -> Result<Session, Error> {
+        let lock_timeout_value = lock_timeout;
         let lock_timeout = match lock_timeout {
             Some(t) => format!("SET lock_timeout = {}", t.as_millis()),
             None => "RESET lock_timeout".to_owned(),
@@ -378,9 +383,19 @@ impl Session {
         client
             .batch_execute(&reset)
             .map_err(Error::db("cannot set up the migration session"))?;
+        let local = |name: &str, value: Option<Duration>| match value {
+            Some(t) => format!("SET LOCAL {name} = {}; ", t.as_millis()),
+            None => format!("SET LOCAL {name} TO DEFAULT; "),
+        };
+        let restore_in_transaction = format!(
+            "RESET ROLE; SET LOCAL search_path TO DEFAULT; {}{}\n",
+            local("lock_timeout", lock_timeout_value),
+            local("statement_timeout", statement_timeout)
+        );
         Ok(Session {
             reset,
             lock_timeout,
+            restore_in_transaction,
             dirty: std::cell::Cell::new(false),
         })
     }
@@ -460,7 +475,7 @@ impl Script<'_> {
         client: &mut Client,
         actor: &crate::Actor,
         elapsed: Duration,
-        touched_session: bool,
+        restore: Option<&str>,
     ) -> Result<(), Error> {
         let m = self.migration;
         let event = history::event_sql(
@@ -475,20 +490,14 @@ impl Script<'_> {
                 detail: None,
             },
         );
-        // A script that changed role or search_path for the rest of its transaction must not
-        // decide who writes the history rows, or where.
-        let restore = if touched_session {
-            "RESET ROLE; SET LOCAL search_path TO DEFAULT;\n"
-        } else {
-            ""
-        };
+        let restore = restore.unwrap_or_default();
         let batch = match self.direction {
             Direction::Up => format!(
                 "{restore}{};\n{event};\nCOMMIT",
                 history::applied_sql(m.version(), m.name(), m.checksum())
             ),
             Direction::Down => {
-                if touched_session {
+                if !restore.is_empty() {
                     client.batch_execute(restore).map_err(Error::db(
                         "cannot restore the session to record the migration",
                     ))?;
@@ -595,7 +604,12 @@ fn run_in_transaction(
             return Err(Failure::RolledBack(detail));
         }
     }
-    if let Err(e) = script.record_and_commit(client, actor, started.elapsed(), touched) {
+    if let Err(e) = script.record_and_commit(
+        client,
+        actor,
+        started.elapsed(),
+        touched.then_some(session.restore_in_transaction.as_str()),
+    ) {
         roll_back(client);
         return Err(Failure::Engine(e));
     }
@@ -670,7 +684,12 @@ fn run_outside_transaction(
         client
             .batch_execute("BEGIN")
             .map_err(Error::db("cannot begin a transaction"))?;
-        script.record_and_commit(client, actor, started.elapsed(), touched)
+        script.record_and_commit(
+            client,
+            actor,
+            started.elapsed(),
+            touched.then_some(session.restore_in_transaction.as_str()),
+        )
     })();
     if let Err(e) = recorded {
         roll_back(client);
