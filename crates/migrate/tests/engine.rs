@@ -731,10 +731,11 @@ fn what_one_migration_sets_for_the_session_does_not_leak_into_the_next() {
     let cat = catalog(&[
         (
             "V1__app_schema.sql",
-            "CREATE SCHEMA app;\nSET search_path = app, public;\nSET statement_timeout = 1;\nCREATE TABLE a (id int);",
+            "CREATE SCHEMA app;\nSET search_path = app, public;\nCREATE TABLE a (id int);\nSET statement_timeout = 100;",
         ),
         ("V1__app_schema.down.sql", "DROP SCHEMA app CASCADE;"),
-        ("V2__b.sql", "CREATE TABLE b (id int);\nSELECT pg_sleep(0.01);"),
+        // Would be cancelled by V1's 100 ms statement_timeout if that leaked.
+        ("V2__b.sql", "CREATE TABLE b (id int);\nSELECT pg_sleep(0.3);"),
         ("V2__b.down.sql", "DROP TABLE b;"),
     ]);
     run(&db, &cat).expect("both apply in one run");
