@@ -2,22 +2,11 @@
 
 use std::time::Duration;
 
-use ecomind_migrate::{migrate, status, Actor, Catalog, Error, MigrateOptions, Problem};
+use ecomind_migrate::{migrate, status, Catalog, Error, MigrateOptions, Problem};
 use ecomind_testkit::{database, TestDb};
 
 mod common;
-use common::{actor, applied_versions, catalog, repo_catalog, table_exists};
-
-fn options(actor: &Actor) -> MigrateOptions<'_> {
-    MigrateOptions {
-        target: None,
-        lock_wait: Duration::from_secs(30),
-        lock_timeout: None,
-        statement_timeout: None,
-        allow_out_of_order: false,
-        actor,
-    }
-}
+use common::{actor, applied_versions, catalog, options, repo_catalog, table_exists};
 
 fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::MigrateReport, Error> {
     let actor = actor();

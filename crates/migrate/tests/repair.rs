@@ -5,26 +5,12 @@ use std::time::{Duration, Instant};
 
 use ecomind_migrate::fingerprint::describe;
 use ecomind_migrate::{
-    migrate, repair, status, verify, Actor, Catalog, Error, MigrateOptions, Problem, RepairOptions,
-    VerifyOptions,
+    repair, status, verify, Actor, Catalog, Error, Problem, RepairOptions, VerifyOptions,
 };
 use ecomind_testkit::database;
 
 mod common;
-use common::{actor, applied_versions, repo_catalog};
-
-fn up(client: &mut postgres::Client, catalog: &Catalog, target: Option<i32>) -> Result<(), Error> {
-    let actor = actor();
-    let options = MigrateOptions {
-        target,
-        lock_wait: Duration::from_secs(30),
-        lock_timeout: None,
-        statement_timeout: None,
-        allow_out_of_order: false,
-        actor: &actor,
-    };
-    migrate(client, catalog, &options, &mut |_| {}).map(|_| ())
-}
+use common::{actor, applied_versions, migrate_to, repo_catalog};
 
 fn repair_options(actor: &Actor, accept_checksum: Option<i32>) -> RepairOptions<'_> {
     RepairOptions {
@@ -53,7 +39,7 @@ fn a_cancelled_concurrent_index_build_is_reported_by_status_cleared_by_repair_th
 ) {
     let db = database();
     let catalog = repo_catalog();
-    up(&mut db.client(), &catalog, Some(1)).expect("V1");
+    migrate_to(&mut db.client(), &catalog, Some(1)).expect("V1");
 
     // An open writing transaction on events_enriched: CREATE INDEX CONCURRENTLY creates its
     // (invalid) index, then waits for this writer before it builds. That is where we cancel it.
@@ -69,7 +55,7 @@ fn a_cancelled_concurrent_index_build_is_reported_by_status_cleared_by_repair_th
     let config = db.config();
     let migrating = std::thread::spawn(move || {
         let mut client = config.connect(postgres::NoTls).expect("connect");
-        up(&mut client, &repo_catalog(), None)
+        migrate_to(&mut client, &repo_catalog(), None)
     });
     let mut watcher = db.client();
     let datname = db.name().to_owned();
@@ -129,7 +115,7 @@ fn a_cancelled_concurrent_index_build_is_reported_by_status_cleared_by_repair_th
 
     let st = status(&mut db.client(), &catalog).expect("status");
     assert!(!st.needs_attention(), "{:?}", st.invalid_indexes);
-    up(&mut db.client(), &catalog, None).expect("migrate succeeds after the repair");
+    migrate_to(&mut db.client(), &catalog, None).expect("migrate succeeds after the repair");
     assert_eq!(applied_versions(&db), vec![1, 2, 3, 4]);
     let options = VerifyOptions {
         lock_wait: Duration::from_secs(30),
@@ -150,7 +136,7 @@ fn accept_checksum_re_records_a_deliberately_edited_file_and_refuses_anything_el
         ("V1__a.down.sql", "DROP TABLE a;"),
     ])
     .expect("valid");
-    up(&mut db.client(), &original, None).expect("V1");
+    migrate_to(&mut db.client(), &original, None).expect("V1");
     let edited_files = [
         (
             "V1__a.sql",
@@ -203,7 +189,7 @@ fn accept_checksum_re_records_a_deliberately_edited_file_and_refuses_anything_el
     );
     let st = status(&mut db.client(), &edited).expect("status");
     assert!(st.problems.is_empty(), "{:?}", st.problems);
-    up(&mut db.client(), &edited, None).expect("migrate goes on");
+    migrate_to(&mut db.client(), &edited, None).expect("migrate goes on");
     assert_eq!(applied_versions(&db), vec![1, 2]);
     let logged: i64 = db
         .client()

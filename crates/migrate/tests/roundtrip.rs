@@ -5,29 +5,20 @@ use std::time::Duration;
 
 use ecomind_migrate::fingerprint::describe;
 use ecomind_migrate::{
-    diff, fingerprint, migrate, rollback, Catalog, Error, Fingerprint, MigrateOptions,
-    RollbackOptions, RollbackReport, RollbackTarget,
+    diff, fingerprint, rollback, Catalog, Error, Fingerprint, RollbackOptions, RollbackReport,
+    RollbackTarget,
 };
 use ecomind_testkit::{database, TestDb};
 
 mod common;
-use common::{actor, applied_versions, repo_catalog, table_exists};
+use common::{actor, applied_versions, migrate_to, repo_catalog, table_exists};
 
 fn up_to(db: &TestDb, catalog: &Catalog, target: Option<i32>) {
     try_up_to(db, catalog, target).unwrap_or_else(|e| panic!("migrate to {target:?}: {e}"));
 }
 
 fn try_up_to(db: &TestDb, catalog: &Catalog, target: Option<i32>) -> Result<(), Error> {
-    let actor = actor();
-    let options = MigrateOptions {
-        target,
-        lock_wait: Duration::from_secs(30),
-        lock_timeout: None,
-        statement_timeout: None,
-        allow_out_of_order: false,
-        actor: &actor,
-    };
-    migrate(&mut db.client(), catalog, &options, &mut |_| {}).map(|_| ())
+    migrate_to(&mut db.client(), catalog, target)
 }
 
 fn down(db: &TestDb, catalog: &Catalog, to: RollbackTarget) -> Result<RollbackReport, Error> {

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use ecomind_migrate::fingerprint::describe;
 use ecomind_migrate::{
-    baseline, migrate, verify, Actor, BaselineOptions, BaselineProgress, Catalog, Error,
-    MigrateOptions, TableRows, VerifyOptions, VerifyReport,
+    baseline, verify, Actor, BaselineOptions, BaselineProgress, Catalog, Error, TableRows,
+    VerifyOptions, VerifyReport,
 };
 use ecomind_testkit::{database, TestDb};
 
 mod common;
-use common::{actor, applied_versions, repo_catalog};
+use common::{actor, applied_versions, migrate_to, repo_catalog};
 
 fn verify_options() -> VerifyOptions {
     VerifyOptions {
@@ -22,16 +22,7 @@ fn verify_options() -> VerifyOptions {
 }
 
 fn up(db: &TestDb, catalog: &Catalog) {
-    let actor = actor();
-    let options = MigrateOptions {
-        target: None,
-        lock_wait: Duration::from_secs(30),
-        lock_timeout: None,
-        statement_timeout: None,
-        allow_out_of_order: false,
-        actor: &actor,
-    };
-    migrate(&mut db.client(), catalog, &options, &mut |_| {}).expect("migrate");
+    migrate_to(&mut db.client(), catalog, None).expect("migrate");
 }
 
 fn check(db: &TestDb, catalog: &Catalog) -> VerifyReport {

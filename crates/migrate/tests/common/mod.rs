@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::time::Duration;
 
-use ecomind_migrate::{Actor, Catalog};
+use ecomind_migrate::{migrate, Actor, Catalog, Error, MigrateOptions};
 use ecomind_testkit::TestDb;
 
 /// The actor every test records in the event log.
@@ -49,4 +50,31 @@ pub fn table_exists(db: &TestDb, name: &str) -> bool {
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
         .expect("query")
         .get(0)
+}
+
+/// Migrate options as the tests use them: everything pending, a generous lock wait, the
+/// server's own timeouts.
+pub fn options(actor: &Actor) -> MigrateOptions<'_> {
+    MigrateOptions {
+        target: None,
+        lock_wait: Duration::from_secs(30),
+        lock_timeout: None,
+        statement_timeout: None,
+        allow_out_of_order: false,
+        actor,
+    }
+}
+
+/// Migrates up to `target` (everything when `None`) with the test options.
+pub fn migrate_to(
+    client: &mut postgres::Client,
+    catalog: &Catalog,
+    target: Option<i32>,
+) -> Result<(), Error> {
+    let actor = actor();
+    let options = MigrateOptions {
+        target,
+        ..options(&actor)
+    };
+    migrate(client, catalog, &options, &mut |_| {}).map(|_| ())
 }
