@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::classify::classify;
 use crate::split;
 use crate::Error;
 
@@ -227,11 +228,6 @@ impl Catalog {
             .ok()
             .map(|i| &self.migrations[i])
     }
-
-    /// The highest version, if any.
-    pub fn head(&self) -> Option<i32> {
-        self.migrations.last().map(|m| m.version)
-    }
 }
 
 fn parse_file_name(file: &str) -> Result<(FileKind, i32, String), Error> {
@@ -330,7 +326,10 @@ fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
             reason: "it has no SQL statement".to_owned(),
         });
     }
-    if let Some(statement) = statements.iter().find(|s| controls_transaction(s.sql)) {
+    if let Some(statement) = statements
+        .iter()
+        .find(|s| classify(s.sql).controls_transaction())
+    {
         return Err(Error::InvalidCatalog {
             file: file.to_owned(),
             reason: format!(
@@ -341,18 +340,4 @@ fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
         });
     }
     Ok(())
-}
-
-/// True for a statement that begins, ends or prepares a transaction: in a migration it would
-/// commit part of the change apart from its history row.
-pub(crate) fn controls_transaction(sql: &str) -> bool {
-    let mut words = sql
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase);
-    match words.next().as_deref() {
-        Some("begin" | "start" | "commit" | "end" | "rollback" | "abort") => true,
-        Some("prepare") => words.next().as_deref() == Some("transaction"),
-        _ => false,
-    }
 }
