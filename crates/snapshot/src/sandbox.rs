@@ -27,6 +27,9 @@ rm -rf "$3"
 if [ -n "$4" ]; then rm -rf "$4"; fi
 "#;
 
+/// Fills a sandbox's data folder (the path it must create) instead of initdb.
+pub type Populate<'a> = &'a mut dyn FnMut(&Path) -> Result<(), Error>;
+
 /// An ephemeral cluster in a temporary folder, stopped and removed when dropped, and also
 /// when the owning process dies without dropping it (a static in a test binary, a panic
 /// that aborts, SIGKILL).
@@ -44,6 +47,18 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates and starts a sandbox cluster in a new folder under the temporary folder.
     pub fn start(opts: &ClusterOptions) -> Result<Sandbox, Error> {
+        Sandbox::start_with(opts, None)
+    }
+
+    /// Like [`Sandbox::start`], but the data folder is first filled by `populate` (given the
+    /// path it must create, e.g. by copying a stopped cluster there) instead of by initdb.
+    /// The sandbox already guards the folder while `populate` runs, so nothing is left
+    /// behind if it fails or the process dies.
+    pub fn start_from(opts: &ClusterOptions, populate: Populate<'_>) -> Result<Sandbox, Error> {
+        Sandbox::start_with(opts, Some(populate))
+    }
+
+    fn start_with(opts: &ClusterOptions, populate: Option<Populate<'_>>) -> Result<Sandbox, Error> {
         sweep();
         let run_as = os::run_as()?;
         let base = std::env::temp_dir();
@@ -86,6 +101,9 @@ impl Sandbox {
             reaper: Some(reaper),
         };
         sandbox.write_owner_file()?;
+        if let Some(populate) = populate {
+            populate(sandbox.cluster.data_dir())?;
+        }
         sandbox.cluster = Cluster::ensure_running(&root, opts)?;
         Ok(sandbox)
     }
@@ -93,6 +111,24 @@ impl Sandbox {
     /// The running cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The sandbox folder (removed with the sandbox).
+    pub fn root(&self) -> &Path {
+        self.cluster.root()
+    }
+
+    /// Stops the server cleanly (a shutdown checkpoint, so its files can be copied), runs
+    /// `while_stopped`, then starts it again with `opts`.
+    pub fn with_server_stopped<T>(
+        &mut self,
+        opts: &ClusterOptions,
+        while_stopped: impl FnOnce(&Cluster) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.cluster.stop()?;
+        let result = while_stopped(&self.cluster);
+        self.cluster = Cluster::ensure_running(self.cluster.root(), opts)?;
+        result
     }
 
     /// Records this process and the reaper, so a later sweep can tell whether both are gone.
