@@ -145,6 +145,17 @@ pub enum Error {
         /// Extra advice for mounted secrets, or empty.
         hint: String,
     },
+    /// A secret file with more than one line: a password has none, so the file is not what the
+    /// setting should point at (a `.pgpass`, a certificate, an env file).
+    #[error("secret file {} (from {origin}) holds {lines} lines, but a password file holds the password alone on one line (one trailing newline is allowed): point the setting at a file that holds only the password", path.display())]
+    SecretFileMultiline {
+        /// The file.
+        path: PathBuf,
+        /// What named it.
+        origin: String,
+        /// How many lines it has (never their contents).
+        lines: usize,
+    },
     /// A secret file that holds nothing.
     #[error("secret file {} (from {origin}) is empty: write the password into it", path.display())]
     SecretFileEmpty {

@@ -15,10 +15,14 @@ mod secret;
 mod settings;
 mod url;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::path::{Path, PathBuf};
 
 pub use connect::{ConnectError, ConnectErrorKind};
 pub use error::Error;
+pub use schema::MAX_DURATION;
 pub use secrecy::SecretString;
 pub use settings::{
     ConfirmError, EnvironmentsLocation, ParseSslModeError, ParseTargetSessionAttrsError, Policy,

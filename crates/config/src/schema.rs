@@ -331,7 +331,13 @@ pub(crate) fn parse_ports(text: &str) -> Result<Vec<u16>, String> {
         .collect()
 }
 
-/// Parses `500ms`, `5s`, `2min`, `1h`, `1d` or a bare `0`.
+/// The longest duration any setting accepts: 2147483647 ms (24 days, 20 h, 31 min and 23.647 s).
+/// PostgreSQL's `lock_timeout` and `statement_timeout` are whole milliseconds in a 32-bit
+/// integer and refuse anything longer, and one bound for every duration keeps waits on our side
+/// (lock wait, connect timeout) from overflowing a clock.
+pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Parses `500ms`, `5s`, `2min`, `1h`, `1d` or a bare `0`, up to [`MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -341,23 +347,34 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| "write a whole number followed by a unit (ms, s, min, h, d)".to_owned())?;
-    let seconds = |factor: u64| {
-        number
-            .checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(|| "the duration is too long".to_owned())
+    let too_long = || {
+        format!(
+            "it is longer than the longest duration accepted, {}ms (about 24 days, the longest timeout PostgreSQL accepts): write a shorter one",
+            MAX_DURATION.as_millis()
+        )
     };
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => seconds(1),
-        "min" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        "" => Err("add a unit (ms, s, min, h, d), for example \"5s\"".to_owned()),
-        other => Err(format!("unknown unit {other:?}: use ms, s, min, h or d")),
+    let number: u64 = match number.parse() {
+        Ok(number) => number,
+        // Digits too many for 64 bits are a number, only far too long.
+        Err(_) if !number.is_empty() => return Err(too_long()),
+        Err(_) => {
+            return Err("write a whole number followed by a unit (ms, s, min, h, d)".to_owned())
+        }
+    };
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err("add a unit (ms, s, min, h, d), for example \"5s\"".to_owned()),
+        other => return Err(format!("unknown unit {other:?}: use ms, s, min, h or d")),
+    };
+    match number.checked_mul(millis_per_unit) {
+        Some(millis) if millis <= MAX_DURATION.as_millis() as u64 => {
+            Ok(Duration::from_millis(millis))
+        }
+        _ => Err(too_long()),
     }
 }
 
@@ -414,8 +431,32 @@ mod tests {
             ("s", None),
             ("5 weeks", None),
             ("-1s", None),
+            ("2147483647ms", Some(MAX_DURATION)),
+            ("2147483s", Some(Duration::from_secs(2_147_483))),
+            ("24d", Some(Duration::from_secs(24 * 86_400))),
+            ("2147483648ms", None),
+            ("25d", None),
+            ("18446744073709551615s", None),
+            ("18446744073709551616ms", None),
+            ("99999999999999999999999999d", None),
         ] {
             assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn durations_past_the_bound_say_so() {
+        for text in [
+            "18446744073709551615s",
+            "2147483648ms",
+            "25d",
+            "999999999999999999999999h",
+        ] {
+            let message = parse_duration(text).expect_err(text);
+            assert!(
+                message.contains("longer than the longest duration accepted, 2147483647ms"),
+                "{text}: {message}"
+            );
         }
     }
 

@@ -53,7 +53,7 @@ impl PasswordSource {
 
 /// Reads a secret file the way libpq treats `.pgpass`: it must be a regular
 /// file that neither group nor others can access. One trailing newline
-/// (`\n` or `\r\n`) is stripped. Symbolic links are followed, as Kubernetes
+/// (`\n` or `\r\n`) is stripped; a file with more lines is refused. Symbolic links are followed, as Kubernetes
 /// secret volumes use them.
 pub(crate) fn read_secret_file(path: &Path, origin: &str) -> Result<SecretString, Error> {
     let unreadable = |reason: String| Error::SecretFileUnreadable {
@@ -100,6 +100,13 @@ pub(crate) fn read_secret_file(path: &Path, origin: &str) -> Result<SecretString
             text.pop();
         }
     }
+    if text.contains(['\n', '\r']) {
+        return Err(Error::SecretFileMultiline {
+            path: path.to_owned(),
+            origin: origin.to_owned(),
+            lines: text.lines().count().max(2),
+        });
+    }
     if text.is_empty() {
         return Err(Error::SecretFileEmpty {
             path: path.to_owned(),
@@ -131,7 +138,6 @@ mod tests {
             ("s3cret", "s3cret"),
             ("s3cret\n", "s3cret"),
             ("s3cret\r\n", "s3cret"),
-            ("s3cret\n\n", "s3cret\n"),
             (" s3cret ", " s3cret "),
         ] {
             let path = write(dir.path(), "pw", contents, 0o600);
@@ -146,6 +152,9 @@ mod tests {
         let loose = write(dir.path(), "loose", "s3cret", 0o644);
         let group = write(dir.path(), "group", "s3cret", 0o640);
         let empty = write(dir.path(), "empty", "\n", 0o400);
+        let two_lines = write(dir.path(), "two", "s3cret\nother\n", 0o600);
+        let blank_second = write(dir.path(), "blank", "s3cret\n\n", 0o600);
+        let bare_cr = write(dir.path(), "cr", "s3cret\rx", 0o600);
         let folder = dir.path().join("folder");
         fs::create_dir(&folder).unwrap();
         fs::set_permissions(&folder, Permissions::from_mode(0o700)).unwrap();
@@ -157,6 +166,12 @@ mod tests {
         check(&loose, "run `chmod 600");
         check(&group, "mode 0640");
         check(&empty, "is empty");
+        check(
+            &two_lines,
+            "holds 2 lines, but a password file holds the password alone on one line",
+        );
+        check(&blank_second, "holds 2 lines");
+        check(&bare_cr, "holds 2 lines");
         check(&folder, "not a regular file");
         check(&dir.path().join("missing"), "does not exist");
     }

@@ -109,12 +109,40 @@ impl Catalog {
                 source,
             })?;
             let path = entry.path();
-            if !path.is_file() {
-                continue;
-            }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name.eq_ignore_ascii_case("README.md") {
                 continue;
+            }
+            // `metadata` follows symbolic links, so a link to a migration file is read as one.
+            match std::fs::metadata(&path) {
+                Ok(metadata) if metadata.is_file() => {}
+                // A folder or other entry not named like a migration is none of ours.
+                Ok(_) | Err(_) if !looks_like_migration(&name) => continue,
+                Ok(metadata) => {
+                    let what = if metadata.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a regular file"
+                    };
+                    return Err(unreadable_entry(
+                        &name,
+                        format!("it is {what}, so it cannot be read as a migration; replace it with the SQL file or rename it so it does not look like a migration"),
+                    ));
+                }
+                Err(source) => {
+                    let reason = match std::fs::read_link(&path) {
+                        Ok(target) if source.raw_os_error() == Some(libc::ELOOP) => format!(
+                            "it is a symbolic link to {} that loops back on itself; point it at the SQL file",
+                            target.display()
+                        ),
+                        Ok(target) if source.kind() == std::io::ErrorKind::NotFound => format!(
+                            "it is a symbolic link to {}, which does not exist; point it at the SQL file or remove it",
+                            target.display()
+                        ),
+                        _ => format!("it cannot be read ({source})"),
+                    };
+                    return Err(unreadable_entry(&name, reason));
+                }
             }
             let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadCatalog {
                 path: path.display().to_string(),
@@ -136,6 +164,7 @@ impl Catalog {
         for (file, text) in files {
             let (file, text) = (file.as_ref(), text.as_ref());
             let (kind, version, name) = parse_file_name(file)?;
+            check_no_nul(file, text)?;
             let slot = match kind {
                 FileKind::Up => &mut ups,
                 FileKind::Down => &mut downs,
@@ -158,7 +187,7 @@ impl Catalog {
         let mut migrations = Vec::with_capacity(ups.len());
         for (version, (file, name, up)) in ups {
             let directives = directives(&file, &up)?;
-            check_not_empty(&file, &up)?;
+            check_statements(&file, &up)?;
             let mut down_transactional = true;
             let down = match downs.remove(&version) {
                 Some((down_file, down_name, down)) => {
@@ -177,7 +206,7 @@ impl Catalog {
                         });
                     }
                     down_transactional = !directives_of_down(&down_file, &down)?.no_transaction;
-                    check_not_empty(&down_file, &down)?;
+                    check_statements(&down_file, &down)?;
                     Some(down)
                 }
                 None if directives.irreversible => None,
@@ -231,6 +260,18 @@ impl Catalog {
     /// The highest version, if any.
     pub fn head(&self) -> Option<i32> {
         self.migrations.last().map(|m| m.version)
+    }
+}
+
+/// True for a name the migrations folder cannot hold as anything but a migration file.
+fn looks_like_migration(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".sql") || parse_file_name(name).is_ok()
+}
+
+fn unreadable_entry(name: &str, reason: String) -> Error {
+    Error::InvalidCatalog {
+        file: name.to_owned(),
+        reason,
     }
 }
 
@@ -319,7 +360,7 @@ fn leading_directive_lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Checks a script has statements and leaves transactions to the engine.
-fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
+fn check_statements(file: &str, text: &str) -> Result<(), Error> {
     let statements = split::statements(text).map_err(|e| Error::InvalidCatalog {
         file: file.to_owned(),
         reason: e.to_string(),
@@ -343,6 +384,25 @@ fn check_not_empty(file: &str, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// PostgreSQL cannot receive a NUL byte in a query: refuse it before anything runs, where it is.
+fn check_no_nul(file: &str, text: &str) -> Result<(), Error> {
+    let Some(offset) = text.find('\0') else {
+        return Ok(());
+    };
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    Err(Error::InvalidCatalog {
+        file: file.to_owned(),
+        reason: format!(
+            "line {line}, column {column} holds a NUL byte, which PostgreSQL cannot receive in SQL; remove it (was the file saved as UTF-16?)"
+        ),
+    })
+}
+
 /// True for a statement that begins, ends or prepares a transaction: in a migration it would
 /// commit part of the change apart from its history row.
 pub(crate) fn controls_transaction(sql: &str) -> bool {
@@ -354,5 +414,131 @@ pub(crate) fn controls_transaction(sql: &str) -> bool {
         Some("begin" | "start" | "commit" | "end" | "rollback" | "abort") => true,
         Some("prepare") => words.next().as_deref() == Some("transaction"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use super::*;
+
+    /// What a case adds to the folder.
+    type Setup = Box<dyn FnOnce(&Path)>;
+
+    /// A folder with a valid V1 and whatever `setup` adds, loaded: the error message, or "ok".
+    fn load_with(setup: impl FnOnce(&Path)) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a ();").expect("write");
+        std::fs::write(dir.path().join("V1__a.down.sql"), "DROP TABLE a;").expect("write");
+        setup(dir.path());
+        match Catalog::load_dir(dir.path()) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn entries_named_like_migrations_that_are_not_files_are_refused_at_load() {
+        let cases: Vec<(&str, Setup, &str)> = vec![
+            (
+                "directory",
+                Box::new(|d| std::fs::create_dir(d.join("V7__x.sql")).expect("mkdir")),
+                "migration file V7__x.sql is invalid: it is a directory, so it cannot be read as a migration",
+            ),
+            (
+                "directory named like a down file",
+                Box::new(|d| std::fs::create_dir(d.join("V1__a.down.sql.d.sql")).expect("mkdir")),
+                "V1__a.down.sql.d.sql is invalid: it is a directory",
+            ),
+            (
+                "dangling symlink",
+                Box::new(|d| symlink(d.join("gone.sql"), d.join("V7__x.sql")).expect("symlink")),
+                "migration file V7__x.sql is invalid: it is a symbolic link to ",
+            ),
+            (
+                "symlink loop",
+                Box::new(|d| {
+                    symlink(d.join("V8__y.sql"), d.join("V7__x.sql")).expect("symlink");
+                    symlink(d.join("V7__x.sql"), d.join("V8__y.sql")).expect("symlink");
+                }),
+                "that loops back on itself",
+            ),
+            (
+                "a symlink to a migration is read",
+                Box::new(|d| {
+                    std::fs::create_dir(d.join("archive")).expect("mkdir");
+                    std::fs::write(d.join("archive/V2__b.sql"), "CREATE TABLE b ();").expect("write");
+                    std::fs::write(d.join("archive/V2__b.down.sql"), "DROP TABLE b;").expect("write");
+                    symlink(d.join("archive/V2__b.sql"), d.join("V2__b.sql")).expect("symlink");
+                    symlink(d.join("archive/V2__b.down.sql"), d.join("V2__b.down.sql")).expect("symlink");
+                }),
+                "ok",
+            ),
+            (
+                "a folder not named like a migration is left alone",
+                Box::new(|d| std::fs::create_dir(d.join("archive")).expect("mkdir")),
+                "ok",
+            ),
+        ];
+        for (name, setup, expected) in cases {
+            let got = load_with(setup);
+            assert!(
+                got.contains(expected),
+                "{name}: expected `{expected}` in `{got}`"
+            );
+        }
+        let dangling =
+            load_with(|d| symlink(d.join("gone.sql"), d.join("V7__x.sql")).expect("symlink"));
+        assert!(
+            dangling.contains("gone.sql, which does not exist"),
+            "{dangling}"
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_naming_file_line_and_column() {
+        let check = |files: &[(&str, &str)], expected: &str| {
+            let got = Catalog::from_files(files.iter().copied())
+                .expect_err(expected)
+                .to_string();
+            assert!(got.contains(expected), "expected `{expected}` in `{got}`");
+        };
+        check(
+            &[
+                ("V1__a.sql", "CREATE TABLE a ();\nSELECT 'é\0';"),
+                ("V1__a.down.sql", "DROP TABLE a;"),
+            ],
+            "migration file V1__a.sql is invalid: line 2, column 10 holds a NUL byte",
+        );
+        check(
+            &[
+                ("V1__a.sql", "CREATE TABLE a ();"),
+                ("V1__a.down.sql", "\0DROP TABLE a;"),
+            ],
+            "V1__a.down.sql is invalid: line 1, column 1 holds a NUL byte",
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// No file name and no contents make loading panic: every input is a catalog or an error.
+        #[test]
+        fn loading_any_file_never_panics(
+            name in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[VU]?[0-9]{0,12}_{0,3}[a-zA-Z0-9_é.]{0,12}(\\.down)?\\.(sql|SQL|txt|)",
+            ],
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "(--[^\n]*\n|/\\*|\\*/|\\$[a-z]?\\$|'|\"|E'|;|\\\\|BEGIN|CREATE TABLE t \\(\\)|\0| |\n){0,20}",
+            ],
+        ) {
+            let _ = parse_file_name(&name);
+            let _ = Catalog::from_files([(name.as_str(), text.as_str()), ("V1__a.down.sql", text.as_str())]);
+            let _ = split::statements(&text);
+        }
     }
 }

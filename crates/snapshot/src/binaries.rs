@@ -58,6 +58,41 @@ impl Binaries {
         })
     }
 
+    /// Every PostgreSQL installation found here, newest major first: `configured`, `pg_config
+    /// --bindir`, every `/usr/lib/postgresql/*/bin`, and the server-only builds that `cargo
+    /// xtask majors` unpacks (`$ECOMIND_DB_PG_CACHE/*/package/native/bin`, by default under
+    /// the temporary folder). Folders without the server programs are left out.
+    pub fn installed(configured: Option<&Path>) -> Vec<Binaries> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        dirs.extend(configured.map(Path::to_path_buf));
+        dirs.extend(pg_config_bindir().ok());
+        dirs.extend(debian_bin_dirs().into_iter().map(|(_, dir)| dir));
+        let cache = std::env::var_os("ECOMIND_DB_PG_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("ecomind-db-postgres"));
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            dirs.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path().join("package/native/bin")),
+            );
+        }
+        let mut found: Vec<Binaries> = Vec::new();
+        for dir in dirs {
+            if missing(&dir).is_some() {
+                continue;
+            }
+            let Ok(binaries) = Binaries::at(&dir) else {
+                continue;
+            };
+            if !found.iter().any(|b| b.dir == binaries.dir) {
+                found.push(binaries);
+            }
+        }
+        found.sort_by_key(|b| std::cmp::Reverse(b.major));
+        found
+    }
+
     /// Builds the value for a folder known to contain the required programs.
     fn at(dir: &Path) -> Result<Binaries, Error> {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e))?;

@@ -156,6 +156,75 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The dump path does not exist.
+    #[error("{path} does not exist; give the path of a pg_dump file (custom, tar, plain SQL, gzipped SQL) or directory archive")]
+    DumpMissing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The dump file is empty.
+    #[error("{path} is empty, so it holds no dump; take the dump again (pg_dump -Fc)")]
+    DumpEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A folder that is not a directory archive.
+    #[error("{path} is a folder without toc.dat, so it is not a pg_dump directory archive; give the folder pg_dump -Fd wrote, or a dump file")]
+    DumpDirectoryWithoutToc {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Bytes that are none of pg_dump's formats.
+    #[error("{path} is not a pg_dump dump: found {found}; give a file written by pg_dump (custom, directory, tar or plain SQL, optionally gzipped)")]
+    DumpUnrecognized {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        found: String,
+    },
+    /// A dump that ends before its end.
+    #[error("{path} is truncated: {detail}; copy or take the dump again")]
+    DumpTruncated {
+        /// The file.
+        path: PathBuf,
+        /// Where it ends.
+        detail: String,
+    },
+    /// An archive newer than every pg_restore available.
+    #[error("{path} is a pg_dump archive of version {archive} (pg_dump {pg_dump}), newer than the newest pg_restore here ({pg_restore}, which reads archives up to 1.{readable}); install the PostgreSQL client of the dump's version (e.g. Debian's postgresql-client-{needed}) or point the bin dir at a full installation of it")]
+    ArchiveTooNew {
+        /// The dump.
+        path: PathBuf,
+        /// Its archive version.
+        archive: String,
+        /// The pg_dump that wrote it.
+        pg_dump: String,
+        /// The newest pg_restore found.
+        pg_restore: String,
+        /// The newest archive minor version it reads.
+        readable: u8,
+        /// The major version whose client would read it.
+        needed: String,
+    },
+    /// No pg_restore or psql anywhere.
+    #[error("no {tool} found in any PostgreSQL installation ({looked}); install Debian's postgresql-client-15 or point the bin dir at a full PostgreSQL installation")]
+    NoClient {
+        /// `pg_restore` or `psql`.
+        tool: String,
+        /// The folders searched.
+        looked: String,
+    },
+    /// Restoring the dump failed.
+    #[error("restoring {path} failed: {detail}")]
+    RestoreFailed {
+        /// The dump.
+        path: PathBuf,
+        /// The tool's message.
+        detail: String,
+    },
+    /// The restore was cancelled by its caller.
+    #[error("the restore was cancelled")]
+    Cancelled,
 }
 
 impl Error {

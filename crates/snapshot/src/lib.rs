@@ -5,17 +5,27 @@
 //! removes itself when its owner goes away. Every subprocess runs through one helper
 //! (`process`) with a controlled environment, as the `postgres` OS user when this process
 //! is root; passwords travel only in files, never on a command line.
+//!
+//! For dry runs, [`Dump::inspect`] reads what a pg_dump output is from its bytes, and
+//! [`restore`] restores it into a sandbox, through the [`TemplateCache`] when given one.
 
 mod binaries;
+pub mod cache;
 mod cluster;
+pub mod dump;
 mod error;
+mod leftovers;
 mod os;
 mod process;
+pub mod restore;
 mod sandbox;
 
 pub use binaries::Binaries;
+pub use cache::TemplateCache;
 pub use cluster::{placement, Auth, Cluster, ClusterOptions, Listen};
+pub use dump::{Dump, DumpFormat};
 pub use error::Error;
+pub use restore::{restore, RestoreOptions, RestoreProgress, Restored};
 pub use sandbox::Sandbox;
 
 /// Re-exported so callers can build [`Auth::Password`] without naming the crate.

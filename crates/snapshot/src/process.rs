@@ -1,15 +1,21 @@
 //! The one way this crate runs a subprocess: fixed working directory, controlled environment, server user when root, stderr captured into errors.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 
 use crate::os::{self, RunAs};
 use crate::Error;
 
 /// Variables a tool may inherit; everything else (notably every `PG*` variable) is dropped.
 const INHERITED: &[&str] = &["PATH", "TZ", "TMPDIR", "LD_LIBRARY_PATH"];
+
+/// How many lines of a streamed tool's stderr are kept for its error.
+const KEPT_LINES: usize = 200;
 
 /// How many characters of a failed tool's stderr go into an error.
 const TAIL_CHARS: usize = 2000;
@@ -97,6 +103,95 @@ impl Tool {
                 text = String::from_utf8_lossy(&output.stdout).into_owned();
             }
             Err(self.failure(output.status, &text))
+        }
+    }
+
+    /// Runs to completion, writing everything `input` yields to its stdin (closed at once when
+    /// `None`) and handing each line of its stderr to `on_line` as it comes, on this thread.
+    /// Stdout is discarded; `on_written` is called after each block written to stdin.
+    /// Returns an error naming the tool with the tail of its stderr.
+    pub(crate) fn run_streaming(
+        mut self,
+        input: Option<&mut dyn Read>,
+        on_line: &mut dyn FnMut(&str),
+        on_written: &mut dyn FnMut(),
+    ) -> Result<(), Error> {
+        self.command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().map_err(|source| Error::Spawn {
+            tool: self.name.clone(),
+            path: self.program.clone(),
+            source,
+        })?;
+        let stderr = child.stderr.take();
+        let (sender, lines) = mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut kept: VecDeque<String> = VecDeque::new();
+        let mut handle = |line: String, kept: &mut VecDeque<String>| {
+            on_line(&line);
+            kept.push_back(line);
+            if kept.len() > KEPT_LINES {
+                kept.pop_front();
+            }
+        };
+        let mut write_error = None;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let read = match input.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => read,
+                    Err(e) => {
+                        write_error = Some(e);
+                        break;
+                    }
+                };
+                // A tool that stopped reading has failed; its stderr says why.
+                if stdin.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+                on_written();
+                while let Ok(line) = lines.try_recv() {
+                    handle(line, &mut kept);
+                }
+            }
+        }
+        for line in lines {
+            handle(line, &mut kept);
+        }
+        let _ = reader.join();
+        let status = child.wait().map_err(|source| Error::Spawn {
+            tool: self.name.clone(),
+            path: self.program.clone(),
+            source,
+        })?;
+        let text = Vec::from(kept).join("\n");
+        if let Some(error) = write_error {
+            let _ = child.kill();
+            return Err(Error::Tool {
+                tool: self.name.clone(),
+                status: "input not read".to_owned(),
+                stderr: format!("reading its input failed: {error}"),
+            });
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(self.failure(status, &text))
         }
     }
 

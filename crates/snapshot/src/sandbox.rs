@@ -27,6 +27,9 @@ rm -rf "$3"
 if [ -n "$4" ]; then rm -rf "$4"; fi
 "#;
 
+/// Fills a sandbox's data folder (the path it must create) instead of initdb.
+pub type Populate<'a> = &'a mut dyn FnMut(&Path) -> Result<(), Error>;
+
 /// An ephemeral cluster in a temporary folder, stopped and removed when dropped, and also
 /// when the owning process dies without dropping it (a static in a test binary, a panic
 /// that aborts, SIGKILL).
@@ -44,9 +47,15 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates and starts a sandbox cluster in a new folder under the temporary folder.
     pub fn start(opts: &ClusterOptions) -> Result<Sandbox, Error> {
-        let mut sandbox = Sandbox::create(opts)?;
-        sandbox.cluster = Cluster::ensure_running(sandbox.cluster.root(), opts)?;
-        Ok(sandbox)
+        Sandbox::start_with(opts, None)
+    }
+
+    /// Like [`Sandbox::start`], but the data folder is first filled by `populate` (given the
+    /// path it must create, e.g. by copying a stopped cluster there) instead of by initdb.
+    /// The sandbox already guards the folder while `populate` runs, so nothing is left
+    /// behind if it fails or the process dies.
+    pub fn start_from(opts: &ClusterOptions, populate: Populate<'_>) -> Result<Sandbox, Error> {
+        Sandbox::start_with(opts, Some(populate))
     }
 
     /// Starts a streaming replica (a hot standby) of this sandbox in a new sandbox, with
@@ -57,11 +66,7 @@ impl Sandbox {
     /// socket without a password ([`crate::Auth::Trust`]). `opts` are the standby's own;
     /// `primary_conninfo` is added to its settings.
     pub fn start_standby(&self, opts: &ClusterOptions) -> Result<Sandbox, Error> {
-        let mut standby = Sandbox::create(opts)?;
         let run_as = os::run_as()?;
-        let root = standby.cluster.root().to_path_buf();
-        let data = standby.cluster.data_dir().to_path_buf();
-        let mut primary = self.cluster.connect("postgres")?;
         let modern = opts.binaries.major() >= 15;
         let (start, stop) = if modern {
             (
@@ -79,20 +84,24 @@ impl Sandbox {
             socket_dir: self.cluster.socket_dir().to_path_buf(),
             source,
         };
-        primary
-            .simple_query(start)
-            .map_err(|e| backup_error("start", e))?;
-        let copied = copy_tree(self.cluster.data_dir(), &data, &run_as);
-        let label: String = primary
-            .query_one(stop, &[])
-            .map_err(|e| backup_error("stop", e))?
-            .get(0);
-        copied?;
-        for (name, text) in [("backup_label", label.as_str()), ("standby.signal", "")] {
-            let path = data.join(name);
-            fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
-            os::own_file(&path, &run_as)?;
-        }
+        let mut populate = |data: &Path| -> Result<(), Error> {
+            let mut primary = self.cluster.connect("postgres")?;
+            primary
+                .simple_query(start)
+                .map_err(|e| backup_error("start", e))?;
+            let copied = copy_tree(self.cluster.data_dir(), data, &run_as);
+            let label: String = primary
+                .query_one(stop, &[])
+                .map_err(|e| backup_error("stop", e))?
+                .get(0);
+            copied?;
+            for (name, text) in [("backup_label", label.as_str()), ("standby.signal", "")] {
+                let path = data.join(name);
+                fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+                os::own_file(&path, &run_as)?;
+            }
+            Ok(())
+        };
         let conninfo = self.cluster.conninfo("postgres");
         let mut settings: Vec<(&str, &str)> = opts.settings.to_vec();
         settings.push(("primary_conninfo", conninfo.as_str()));
@@ -101,12 +110,10 @@ impl Sandbox {
             settings: &settings,
             ..opts.clone()
         };
-        standby.cluster = Cluster::ensure_running(&root, &standby_opts)?;
-        Ok(standby)
+        Sandbox::start_from(&standby_opts, &mut populate)
     }
 
-    /// A new sandbox folder with its reaper, the cluster not yet created.
-    fn create(opts: &ClusterOptions) -> Result<Sandbox, Error> {
+    fn start_with(opts: &ClusterOptions, populate: Option<Populate<'_>>) -> Result<Sandbox, Error> {
         sweep();
         let run_as = os::run_as()?;
         let base = std::env::temp_dir();
@@ -144,17 +151,39 @@ impl Sandbox {
             }
         };
         // From here on, dropping `sandbox` (also on an early return) removes everything.
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             cluster,
             reaper: Some(reaper),
         };
         sandbox.write_owner_file()?;
+        if let Some(populate) = populate {
+            populate(sandbox.cluster.data_dir())?;
+        }
+        sandbox.cluster = Cluster::ensure_running(&root, opts)?;
         Ok(sandbox)
     }
 
     /// The running cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The sandbox folder (removed with the sandbox).
+    pub fn root(&self) -> &Path {
+        self.cluster.root()
+    }
+
+    /// Stops the server cleanly (a shutdown checkpoint, so its files can be copied), runs
+    /// `while_stopped`, then starts it again with `opts`.
+    pub fn with_server_stopped<T>(
+        &mut self,
+        opts: &ClusterOptions,
+        while_stopped: impl FnOnce(&Cluster) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.cluster.stop()?;
+        let result = while_stopped(&self.cluster);
+        self.cluster = Cluster::ensure_running(self.cluster.root(), opts)?;
+        result
     }
 
     /// Records this process and the reaper, so a later sweep can tell whether both are gone.

@@ -102,6 +102,42 @@ fn cases() -> Vec<(&'static str, Setup<'static>, Fails, Vec<&'static str>)> {
             vec!["environments/qa.toml: invalid value for `policy.lock_timeout`: \"5\": add a unit"],
         ),
         (
+            "duration past u64 in a file",
+            Setup::file("[policy]\nlock_wait = \"18446744073709551615s\"\n"),
+            Fails::Both,
+            vec!["environments/qa.toml: invalid value for `policy.lock_wait`: \"18446744073709551615s\": it is longer than the longest duration accepted, 2147483647ms"],
+        ),
+        (
+            "duration past u64 in a variable",
+            Setup::file("").var("ECOMIND_DB_LOCK_WAIT", "18446744073709551615s"),
+            Fails::Both,
+            vec!["env ECOMIND_DB_LOCK_WAIT: invalid value for `policy.lock_wait`", "longer than the longest duration accepted"],
+        ),
+        (
+            "timeout longer than the server accepts",
+            Setup::file("[policy]\nstatement_timeout = \"25d\"\n"),
+            Fails::Both,
+            vec!["`policy.statement_timeout`: \"25d\": it is longer than the longest duration accepted, 2147483647ms (about 24 days, the longest timeout PostgreSQL accepts)"],
+        ),
+        (
+            "lock timeout one millisecond past the server's limit",
+            Setup::file("").var("ECOMIND_DB_LOCK_TIMEOUT", "2147483648ms"),
+            Fails::Both,
+            vec!["env ECOMIND_DB_LOCK_TIMEOUT: invalid value for `policy.lock_timeout`"],
+        ),
+        (
+            "connect timeout past the bound",
+            Setup::file("[database]\nhost = \"db\"\nconnect_timeout = \"99999999999999999999999h\"\n"),
+            Fails::Both,
+            vec!["`database.connect_timeout`", "longer than the longest duration accepted"],
+        ),
+        (
+            "password file of several lines",
+            Setup::file("").secret_file("pw", "s3cret\nuser=admin\n", 0o600).var("ECOMIND_DB_PASSWORD_FILE", "pw"),
+            Fails::LoadOnly,
+            vec!["secret file pw (from env ECOMIND_DB_PASSWORD_FILE) holds 2 lines, but a password file holds the password alone on one line (one trailing newline is allowed)"],
+        ),
+        (
             "unknown sslmode",
             Setup::file("").var("PGSSLMODE", "verify"),
             Fails::Both,

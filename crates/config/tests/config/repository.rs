@@ -39,7 +39,7 @@ fn check_collects_every_problem_of_a_file_and_names_unknown_environments() {
     std::fs::write(dir.path().join("good.toml"), "[database]\nport = 5433\n").unwrap();
     std::fs::write(
         dir.path().join("bad.toml"),
-        "[database]\nprot = 1\nuser = 5\n[policy]\nlock_wiat = \"1s\"\n",
+        "[database]\nprot = 1\nuser = 5\n[policy]\nlock_wiat = \"1s\"\nstatement_timeout = \"30d\"\n",
     )
     .unwrap();
     let reports = check(CheckScope::All, Some(dir.path())).expect("check runs");
@@ -57,7 +57,7 @@ fn check_collects_every_problem_of_a_file_and_names_unknown_environments() {
     assert_eq!(good.0, "good");
     assert!(good.1.is_empty(), "{good:?}");
     assert_eq!(bad.0, "bad");
-    assert_eq!(bad.1.len(), 3, "{bad:?}");
+    assert_eq!(bad.1.len(), 4, "{bad:?}");
     assert!(
         bad.1[0].contains("unknown key `database.prot`; did you mean `database.port`?"),
         "{bad:?}"
@@ -68,6 +68,11 @@ fn check_collects_every_problem_of_a_file_and_names_unknown_environments() {
     );
     assert!(
         bad.1[2].contains("unknown key `policy.lock_wiat`; did you mean `policy.lock_wait`?"),
+        "{bad:?}"
+    );
+    // PostgreSQL takes at most 2147483647 ms for a timeout: check says so without connecting.
+    assert!(
+        bad.1[3].contains("`policy.statement_timeout`: \"30d\": it is longer than the longest duration accepted, 2147483647ms"),
         "{bad:?}"
     );
 
