@@ -12,6 +12,7 @@ mod engine;
 pub mod fingerprint;
 mod history;
 mod lock;
+mod rehearsal;
 pub mod repair;
 pub mod rollback;
 pub mod split;
