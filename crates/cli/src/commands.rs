@@ -351,6 +351,11 @@ pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
         .with_context(|| format!("cannot read the status of {}", server.describe()))?;
 
     let mut text = format!("{} ({})\n", server.describe(), settings.env);
+    if status.standby {
+        text.push_str(
+            "  read from a standby (in recovery): it may lag behind its primary, where migrations run\n",
+        );
+    }
     for a in &status.applied {
         let _ = writeln!(
             text,

@@ -712,3 +712,101 @@ fn wait_gives_up_on_a_server_that_never_answers_even_without_a_connect_timeout()
     );
     drop(listener);
 }
+
+/// A primary and its streaming replica, for this test process.
+fn primary_and_standby() -> &'static (ecomind_snapshot::Sandbox, ecomind_snapshot::Sandbox) {
+    static PAIR: std::sync::OnceLock<(ecomind_snapshot::Sandbox, ecomind_snapshot::Sandbox)> =
+        std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let binaries = ecomind_snapshot::Binaries::locate(
+            std::env::var_os("ECOMIND_DB_BIN_DIR")
+                .as_deref()
+                .map(Path::new),
+        )
+        .expect("PostgreSQL server binaries");
+        let opts = ecomind_snapshot::ClusterOptions {
+            binaries: &binaries,
+            listen: ecomind_snapshot::Listen::Tcp { port: 0 },
+            auth: ecomind_snapshot::Auth::Trust,
+            durable: false,
+            settings: &[],
+        };
+        let primary = ecomind_snapshot::Sandbox::start(&opts).expect("the primary starts");
+        let standby = primary.start_standby(&opts).expect("the standby starts");
+        (primary, standby)
+    })
+}
+
+/// `ecomind-db <args>` against the pair through PG* variables: `ports` lists the servers in
+/// the order they are tried, on 127.0.0.1.
+fn on_pair(ports: &[u16], extra: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd);
+    let hosts = vec!["127.0.0.1"; ports.len()].join(",");
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    cmd.env("PGHOST", hosts)
+        .env("PGPORT", ports.join(","))
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres");
+    for (name, value) in extra {
+        cmd.env(name, value);
+    }
+    cmd.args(args).output().expect("ecomind-db runs")
+}
+
+#[test]
+fn a_standby_is_refused_before_any_lock_and_read_write_finds_the_primary() {
+    let (primary, standby) = primary_and_standby();
+    let (p, s) = (primary.cluster().port(), standby.cluster().port());
+
+    // The standby alone: every write command is refused at once, before the lock, saying why.
+    for args in [
+        &["migrate", "--env", "dev"][..],
+        &["rollback", "--env", "dev", "--steps", "1"][..],
+        &["repair", "--env", "dev"][..],
+        &["verify", "--env", "dev"][..],
+    ] {
+        let out = on_pair(&[s], &[], args);
+        assert_exit(&out, 1);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the server is a standby (in recovery), which accepts no writes: point the environment at the primary"),
+            "{args:?}: {err}"
+        );
+    }
+    // The refusals changed nothing on the primary either: no lock is left there.
+    let mut client = primary.cluster().connect("postgres").expect("primary");
+    let locks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+
+    // status reads the standby and says so.
+    let out = on_pair(&[s], &[], &["status", "--env", "dev"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("read from a standby (in recovery)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = on_pair(&[s], &[], &["status", "--env", "dev", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["standby"], true);
+
+    // The standby listed first, with read-write: the primary is migrated.
+    let out = on_pair(
+        &[s, p],
+        &[("PGTARGETSESSIONATTRS", "read-write")],
+        &["migrate", "--env", "dev"],
+    );
+    assert_exit(&out, 0);
+    let applied: i64 = client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 4);
+}

@@ -210,6 +210,25 @@ impl Server {
         }
     }
 
+    /// Asks the server to cancel the statement running on the connection `token` came from
+    /// (`Client::cancel_token`), over a new connection with the same TLS settings, as libpq's
+    /// `PQcancel`. The server answers nothing: the statement then fails with SQLSTATE 57014 on
+    /// the original connection, if it was still running.
+    pub fn cancel(&self, token: &postgres::CancelToken) -> Result<(), ConnectError> {
+        let tls =
+            tls_config(self).map_err(|message| self.error(ConnectErrorKind::Config, &message))?;
+        let sent = match tls {
+            Some(tls) => token.cancel_query(tls),
+            None => token.cancel_query(NoTls),
+        };
+        sent.map_err(|err| {
+            self.error(
+                ConnectErrorKind::Interrupted,
+                &format!("cannot send the cancel request: {err}"),
+            )
+        })
+    }
+
     /// This server narrowed to the host at `index`, with that host's port and
     /// password (from the password file when nothing else gives one).
     fn one_host(&self, index: usize) -> Server {

@@ -68,6 +68,9 @@ pub enum Error {
     /// The database's history disagrees with the files: nothing was changed.
     #[error("{}", describe_problems(.0))]
     Diverged(Vec<Problem>),
+    /// The server is a standby: refused before the migration lock, since it accepts no writes.
+    #[error("the server is a standby (in recovery), which accepts no writes: point the environment at the primary, or list every node in `host` with target_session_attrs = \"read-write\" so the primary is found")]
+    Standby,
     /// Another run held the migration lock for longer than we were allowed to wait.
     #[error("another migration run holds the migration lock on this database ({holder}); waited {waited_secs}s. Let it finish, or raise the lock wait")]
     LockTimeout {

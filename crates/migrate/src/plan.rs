@@ -104,6 +104,9 @@ pub struct Status {
     pub problems: Vec<Problem>,
     /// Invalid indexes that need repair.
     pub invalid_indexes: Vec<InvalidIndex>,
+    /// True when this was read from a standby (a server in recovery), which may lag behind
+    /// its primary.
+    pub standby: bool,
 }
 
 impl Status {
@@ -116,6 +119,7 @@ impl Status {
 
 /// Reads where the database stands, without taking the lock or changing anything.
 pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
+    let standby = in_recovery(client)?;
     let applied = history::read(client)?;
     let (pending, problems) = plan(catalog, &applied, false);
     let invalid_indexes = invalid_indexes(client)?;
@@ -130,7 +134,16 @@ pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
         applied,
         problems,
         invalid_indexes,
+        standby,
     })
+}
+
+/// True when the server is a standby (in recovery).
+pub(crate) fn in_recovery(client: &mut Client) -> Result<bool, Error> {
+    Ok(client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(Error::db("cannot ask whether the server is a standby"))?
+        .get(0))
 }
 
 /// Compares the history with the catalog: what is pending, and what disagrees.

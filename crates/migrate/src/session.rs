@@ -8,9 +8,20 @@ use postgres::Client;
 
 use crate::Error;
 
-/// Session settings for every engine connection, sent before the migration lock is taken.
+/// Session settings for every engine connection that writes, sent before the migration lock
+/// is taken. A standby (a server in recovery) is refused here, at once: it accepts no writes,
+/// and its advisory locks do not exclude a run on the primary.
 pub(crate) fn prepare(client: &mut Client) -> Result<(), Error> {
-    if server_version(client)? >= 140000 {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, pg_is_in_recovery()",
+            &[],
+        )
+        .map_err(Error::db("cannot read the server version"))?;
+    if row.get::<_, bool>(1) {
+        return Err(Error::Standby);
+    }
+    if row.get::<_, i32>(0) >= 140000 {
         client
             .batch_execute(CONNECTION_CHECK)
             .map_err(Error::db("cannot set client_connection_check_interval"))?;
