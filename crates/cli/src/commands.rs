@@ -151,6 +151,8 @@ fn run_options<'a>(settings: &ecomind_config::Settings, actor: &'a Actor) -> Run
         statement_timeout: settings.policy.statement_timeout,
         actor,
         observer: None,
+        lock_retries: settings.policy.lock_retries,
+        lock_retry_backoff: settings.policy.lock_retry_backoff,
     }
 }
 
@@ -628,9 +630,17 @@ fn steps_text(
         } else {
             ", outside a transaction"
         };
+        let attempts = if step.attempts > 1 {
+            format!(
+                ", after {} attempts: it ran into lock_timeout",
+                step.attempts
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             text,
-            "{done} V{} {} ({:.0} ms{how})",
+            "{done} V{} {} ({:.0} ms{how}{attempts})",
             step.version, step.name, step.duration_ms
         );
     }
@@ -733,6 +743,23 @@ impl<'o> ProgressView<'o> {
             Progress::Planned(direction, plan) => self.planned(direction, plan.len()),
             Progress::Started(m) => self.started(m),
             Progress::Done(m, took) => self.done(m, took),
+            Progress::LockRetry {
+                migration,
+                attempt,
+                attempts,
+                wait,
+            } => {
+                let line = format!(
+                    "V{} {} ran into lock_timeout (attempt {attempt} of {attempts}) and was rolled back; retrying in {:.1}s",
+                    migration.version(),
+                    migration.name(),
+                    wait.as_secs_f64()
+                );
+                match &self.bar {
+                    Some(bar) => bar.suspend(|| self.out.log(&line)),
+                    None => self.out.log(&line),
+                }
+            }
         }
     }
 

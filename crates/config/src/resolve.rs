@@ -422,6 +422,8 @@ fn defaults(base_dir: &Path) -> Vec<(&'static str, Value)> {
         ("policy.lock_wait", Value::from("1min")),
         ("policy.lock_timeout", Value::from("5s")),
         ("policy.statement_timeout", Value::from("0")),
+        ("policy.lock_retries", Value::from(0_u32)),
+        ("policy.lock_retry_backoff", Value::from("1s")),
         ("policy.allow_rollback", Value::from(false)),
         ("policy.require_confirm", Value::from(true)),
     ]
@@ -624,6 +626,8 @@ enum RawPort {
 #[derive(Deserialize)]
 struct RawPolicy {
     lock_wait: String,
+    lock_retries: u32,
+    lock_retry_backoff: String,
     lock_timeout: Option<String>,
     statement_timeout: Option<String>,
     allow_rollback: bool,
@@ -682,6 +686,11 @@ impl Resolution {
         };
         let policy = Policy {
             lock_wait: duration("policy.lock_wait", &raw.policy.lock_wait)?,
+            lock_retries: raw.policy.lock_retries,
+            lock_retry_backoff: duration(
+                "policy.lock_retry_backoff",
+                &raw.policy.lock_retry_backoff,
+            )?,
             lock_timeout: optional("policy.lock_timeout", &raw.policy.lock_timeout)?,
             statement_timeout: optional("policy.statement_timeout", &raw.policy.statement_timeout)?,
             allow_rollback: raw.policy.allow_rollback,

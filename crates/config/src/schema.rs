@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     Duration,
     /// `true` or `false`.
     Bool,
+    /// A whole number of times, 0..=100.
+    Count,
     /// A libpq sslmode.
     SslMode,
     /// `managed` or `server`.
@@ -124,6 +126,16 @@ pub(crate) const KEYS: &[Key] = &[
         var: "ECOMIND_DB_LOCK_TIMEOUT",
     },
     Key {
+        name: "policy.lock_retries",
+        kind: Kind::Count,
+        var: "ECOMIND_DB_LOCK_RETRIES",
+    },
+    Key {
+        name: "policy.lock_retry_backoff",
+        kind: Kind::Duration,
+        var: "ECOMIND_DB_LOCK_RETRY_BACKOFF",
+    },
+    Key {
         name: "policy.statement_timeout",
         kind: Kind::Duration,
         var: "ECOMIND_DB_STATEMENT_TIMEOUT",
@@ -197,6 +209,7 @@ pub(crate) fn expected(kind: Kind) -> &'static str {
         Kind::Port => "an integer between 1 and 65535 (or a comma-separated list of them, one per host)",
         Kind::Duration => "a duration string with a unit, such as \"500ms\", \"5s\", \"2min\" or \"1h\" (\"0\" for none)",
         Kind::Bool => "true or false",
+        Kind::Count => "a whole number between 0 and 100",
         Kind::SslMode => "one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \"verify-full\"",
         Kind::Target => "\"managed\" or \"server\"",
         Kind::SessionAttrs => "\"any\" or \"read-write\"",
@@ -227,6 +240,10 @@ pub(crate) fn validate(key: &Key, raw: Raw<'_>, origin: &str) -> Result<Value, E
                 };
             }
             (Kind::Bool, toml::Value::Boolean(b)) => return Ok(Value::from(*b)),
+            (Kind::Count, toml::Value::Integer(n)) if (0..=100).contains(n) => {
+                return Ok(Value::from(*n as u32))
+            }
+            (Kind::Count, other) => return Err(wrong(toml_type(other))),
             (Kind::Port, toml::Value::String(list))
                 if list.contains(',')
                     && list
@@ -284,6 +301,10 @@ pub(crate) fn validate(key: &Key, raw: Raw<'_>, origin: &str) -> Result<Value, E
             parse_duration(text).map_err(|message| invalid(format!("{text:?}: {message}")))?;
             Ok(Value::from(text.trim().to_owned()))
         }
+        Kind::Count => match text.trim().parse::<u32>() {
+            Ok(n) if n <= 100 => Ok(Value::from(n)),
+            _ => Err(wrong(format!("{text:?}"))),
+        },
         Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::from(true)),
             "false" | "0" | "no" | "off" => Ok(Value::from(false)),

@@ -254,6 +254,11 @@ impl FromStr for TargetSessionAttrs {
 pub struct Policy {
     /// How long `migrate` waits for the advisory lock held by another run.
     pub lock_wait: Duration,
+    /// How many times a transactional migration that ran into `lock_timeout` is rolled back
+    /// and run again, whole (0: never).
+    pub lock_retries: u32,
+    /// The wait before the first such retry, doubled for each further one, with jitter.
+    pub lock_retry_backoff: Duration,
     /// `SET lock_timeout` for migration sessions. `Some(Duration::ZERO)`
     /// (configured as `"0"`) means no limit, overriding any server or role
     /// setting; `None` (not configured anywhere, defaults included) keeps the
@@ -344,6 +349,8 @@ mod tests {
     fn confirm() {
         let policy = |require_confirm| Policy {
             lock_wait: Duration::ZERO,
+            lock_retries: 0,
+            lock_retry_backoff: Duration::ZERO,
             lock_timeout: None,
             statement_timeout: None,
             allow_rollback: true,

@@ -68,6 +68,13 @@ pub struct RunOptions<'a> {
     pub actor: &'a Actor,
     /// Told of each script and statement (the dry-run); `None` for a plain run.
     pub observer: Option<&'a dyn Observer>,
+    /// How many times a transactional script that ran into `lock_timeout` (SQLSTATE 55P03) is
+    /// rolled back and run again, whole, still under the migration lock; 0 never retries.
+    /// Statements outside a transaction are never retried: what they did stays.
+    pub lock_retries: u32,
+    /// The wait before the first retry; each further one waits twice as long, plus up to half
+    /// as much again at random, so that retries do not fall into step with the blocker.
+    pub lock_retry_backoff: Duration,
 }
 
 /// What the engine tells its caller while it works, in either direction; the caller decides
@@ -81,6 +88,17 @@ pub enum Progress<'a> {
     Started(&'a Migration),
     /// A script is done and recorded, after this long.
     Done(&'a Migration, Duration),
+    /// A script ran into `lock_timeout` and was rolled back; it runs again after `wait`.
+    LockRetry {
+        /// The migration.
+        migration: &'a Migration,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// How many attempts there may be.
+        attempts: u32,
+        /// How long until the next.
+        wait: Duration,
+    },
 }
 
 /// One migration applied or reverted by a run.
@@ -94,6 +112,8 @@ pub struct AppliedStep {
     pub duration_ms: f64,
     /// False when it ran outside a transaction.
     pub transactional: bool,
+    /// How many attempts it took: more than 1 when it ran into `lock_timeout` and was retried.
+    pub attempts: u32,
 }
 
 /// What a run did, in either direction. In JSON its steps are `applied` (up) or `reverted`
@@ -202,6 +222,7 @@ impl RunOptions<'_> {
             session: &session,
             actor: self.actor,
             observer: self.observer,
+            attempt: std::cell::Cell::new((1, 1)),
         };
         for &migration in steps {
             on_progress(Progress::Started(migration));
@@ -216,8 +237,50 @@ impl RunOptions<'_> {
                 }
             }
             let started = Instant::now();
-            if let Err(failure) = runner.run(client, &script) {
-                return Err(into_error(failure, &script, report));
+            let attempts = if script.is_transactional() {
+                self.lock_retries.saturating_add(1)
+            } else {
+                1
+            };
+            let mut attempt = 1;
+            loop {
+                runner.attempt.set((attempt, attempts));
+                match runner.run(client, &script) {
+                    Ok(()) => break,
+                    Err(Failure::LockTimeout { .. }) if attempt < attempts => {
+                        let wait = self.backoff(attempt);
+                        on_progress(Progress::LockRetry {
+                            migration,
+                            attempt,
+                            attempts,
+                            wait,
+                        });
+                        std::thread::sleep(wait);
+                        attempt += 1;
+                    }
+                    Err(Failure::LockTimeout { detail, sql }) => {
+                        let blockers = crate::blockers::find(client, &sql);
+                        let named = if blockers.is_empty() {
+                            "no session holding a lock on the tables it names is visible now"
+                                .to_owned()
+                        } else {
+                            format!(
+                                "blocked by {}",
+                                blockers
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
+                        };
+                        let detail = format!(
+                            "{detail}; rolled back after {attempts} attempt(s) (lock_retries = {}), {named}: wait for it to finish or end it with pg_terminate_backend(pid), then migrate again",
+                            self.lock_retries
+                        );
+                        return Err(into_error(Failure::RolledBack(detail), &script, report));
+                    }
+                    Err(failure) => return Err(into_error(failure, &script, report)),
+                }
             }
             let took = started.elapsed();
             match direction {
@@ -229,6 +292,7 @@ impl RunOptions<'_> {
                 name: migration.name().to_owned(),
                 duration_ms: took.as_secs_f64() * 1000.0,
                 transactional: script.is_transactional(),
+                attempts: attempt,
             });
             report.head = applied.last().copied();
             if let Some(observer) = self.observer {
@@ -246,16 +310,33 @@ impl RunOptions<'_> {
     }
 }
 
+impl RunOptions<'_> {
+    /// The wait after failed attempt `attempt` (1 for the first): the backoff doubled for each
+    /// earlier retry, plus up to half of that at random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .lock_retry_backoff
+            .saturating_mul(1_u32 << (attempt - 1).min(16));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.subsec_nanos());
+        let jitter = base.mul_f64(f64::from(nanos % 1000) / 2000.0);
+        base.saturating_add(jitter)
+    }
+}
+
 /// Turns a script's failure into the error that carries what the run did before it.
 fn into_error(failure: Failure, script: &Script<'_>, report: Report) -> Error {
     let file = script.file_name();
     match failure {
         Failure::Engine(e) => e,
-        Failure::RolledBack(detail) => Error::MigrationFailed {
-            file,
-            detail,
-            report,
-        },
+        Failure::RolledBack(detail) | Failure::LockTimeout { detail, .. } => {
+            Error::MigrationFailed {
+                file,
+                detail,
+                report,
+            }
+        }
         Failure::HalfApplied { detail, state } => Error::HalfApplied {
             file,
             detail,

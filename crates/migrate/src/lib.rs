@@ -8,6 +8,7 @@
 
 mod apply;
 pub mod baseline;
+mod blockers;
 pub mod catalog;
 pub mod classify;
 pub mod fingerprint;

@@ -112,13 +112,25 @@ pub(crate) struct Runner<'a> {
     pub session: &'a Session,
     pub actor: &'a Actor,
     pub observer: Option<&'a dyn Observer>,
+    /// The attempt at the current script and how many there may be at most, for the event log
+    /// of a script that ran into `lock_timeout`.
+    pub attempt: std::cell::Cell<(u32, u32)>,
 }
 
 /// Why one script did not run, before it is turned into an [`Error`] with the report.
 pub(crate) enum Failure {
     Engine(Error),
     RolledBack(String),
-    HalfApplied { detail: String, state: String },
+    /// A transactional script ran into `lock_timeout` (SQLSTATE 55P03) and was rolled back
+    /// whole; `sql` is the statement that waited.
+    LockTimeout {
+        detail: String,
+        sql: String,
+    },
+    HalfApplied {
+        detail: String,
+        state: String,
+    },
     Observer(String),
 }
 
@@ -214,6 +226,17 @@ impl Runner<'_> {
                 let detail = describe(index, total, statement, &e);
                 // Nothing of this script stays.
                 roll_back(client);
+                if let StatementError::Server(error, _) = &e {
+                    if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                        let (attempt, attempts) = self.attempt.get();
+                        let logged = format!("{detail} (attempt {attempt} of {attempts})");
+                        record_failure(client, script, self.actor, started.elapsed(), &logged);
+                        return Err(Failure::LockTimeout {
+                            detail,
+                            sql: statement.sql.to_owned(),
+                        });
+                    }
+                }
                 record_failure(client, script, self.actor, started.elapsed(), &detail);
                 return Err(Failure::RolledBack(detail));
             }

@@ -1024,3 +1024,184 @@ fn an_observer_error_rolls_the_migration_back_like_a_failed_statement() {
     assert!(applied_versions(&db).is_empty());
     assert!(!recorder.events().iter().any(|e| e.starts_with("committed")));
 }
+
+/// V1 makes a table, V2 needs an ACCESS EXCLUSIVE lock on it.
+fn lock_retry_catalog() -> Catalog {
+    catalog(&[
+        ("V1__t.sql", "CREATE TABLE busy (id int);\n"),
+        ("V1__t.down.sql", "DROP TABLE busy;\n"),
+        ("V2__c.sql", "ALTER TABLE busy ADD COLUMN note text;\n"),
+        ("V2__c.down.sql", "ALTER TABLE busy DROP COLUMN note;\n"),
+    ])
+}
+
+/// The event log's rows for V2, oldest first: (outcome, error).
+fn v2_events(db: &TestDb) -> Vec<(String, Option<String>)> {
+    db.client()
+        .query(
+            "SELECT outcome, error FROM ecomind_migration_events WHERE version = 2 ORDER BY id",
+            &[],
+        )
+        .expect("event log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn retry_options(actor: &ecomind_migrate::Actor, retries: u32) -> MigrateOptions<'_> {
+    MigrateOptions {
+        run: RunOptions {
+            lock_timeout: Some(Duration::from_millis(200)),
+            lock_retries: retries,
+            lock_retry_backoff: Duration::from_millis(50),
+            ..common::run_options(actor)
+        },
+        ..options(actor)
+    }
+}
+
+#[test]
+fn a_lock_held_a_little_longer_than_two_lock_timeouts_is_outlived_by_retries() {
+    let db = database();
+    let actor = actor();
+    let catalog = lock_retry_catalog();
+    common::migrate_to(&mut db.client(), &catalog, Some(1)).expect("V1");
+    let mut blocker = connect_as(&db.conninfo(), "blocker-test");
+    let mut transaction = blocker.transaction().expect("begin");
+    transaction
+        .batch_execute("LOCK TABLE busy IN ACCESS SHARE MODE")
+        .expect("hold a lock that ALTER TABLE conflicts with");
+
+    let run = std::thread::spawn({
+        let conninfo = db.conninfo();
+        move || {
+            let actor = common::actor();
+            let mut client: postgres::Client = conninfo
+                .parse::<postgres::Config>()
+                .expect("conninfo")
+                .connect(postgres::NoTls)
+                .expect("connect");
+            migrate(
+                &mut client,
+                &lock_retry_catalog(),
+                &retry_options(&actor, 5),
+                &mut |_| {},
+            )
+        }
+    });
+    // Released once the server has seen two attempts fail on it: a little longer than two
+    // lock timeouts.
+    eventually("two failed attempts in the event log", || {
+        v2_events(&db).iter().filter(|(o, _)| o == "failed").count() >= 2
+    });
+    transaction.commit().expect("release");
+    let report = run
+        .join()
+        .expect("no panic")
+        .expect("the retries outlive the lock");
+    let step = &report.steps[0];
+    assert_eq!(step.version, 2);
+    assert!(step.attempts >= 3, "{}", step.attempts);
+    let events = v2_events(&db);
+    assert_eq!(
+        events.len() as u32,
+        step.attempts,
+        "every attempt is in the event log: {events:?}"
+    );
+    for (n, (outcome, error)) in events.iter().enumerate() {
+        if n + 1 < events.len() {
+            assert_eq!(outcome, "failed");
+            let error = error.as_deref().unwrap_or_default();
+            assert!(
+                error.contains("canceling statement due to lock timeout")
+                    && error.contains(&format!("(attempt {} of 6)", n + 1)),
+                "{error}"
+            );
+        } else {
+            assert_eq!(outcome, "applied");
+        }
+    }
+    let _ = &actor;
+}
+
+#[test]
+fn a_lock_held_forever_fails_after_the_retries_naming_the_blocker() {
+    let db = database();
+    let actor = actor();
+    let catalog = lock_retry_catalog();
+    common::migrate_to(&mut db.client(), &catalog, Some(1)).expect("V1");
+    let mut blocker = connect_as(&db.conninfo(), "blocker-test");
+    let pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("pid")
+        .get(0);
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE; SELECT count(*) FROM busy")
+        .expect("hold a lock, idle in transaction");
+    let mut retries = Vec::new();
+    let err = migrate(
+        &mut db.client(),
+        &catalog,
+        &retry_options(&actor, 2),
+        &mut |p| {
+            if let ecomind_migrate::Progress::LockRetry {
+                attempt, attempts, ..
+            } = p
+            {
+                retries.push((attempt, attempts));
+            }
+        },
+    )
+    .expect_err("the lock is never released");
+    assert_eq!(retries, [(1, 3), (2, 3)]);
+    let message = err.to_string();
+    assert!(
+        message.contains("rolled back after 3 attempt(s) (lock_retries = 2), blocked by ")
+            && message.contains(&format!(
+                "pid {pid} (application_name \"blocker-test\", idle in transaction, query started "
+            ))
+            && message.contains(
+                ": BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE; SELECT count(*) FROM busy)"
+            )
+            && message.contains("end it with pg_terminate_backend(pid)"),
+        "{message}"
+    );
+    let events = v2_events(&db);
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (n, (outcome, error)) in events.iter().enumerate() {
+        assert_eq!(outcome, "failed");
+        assert!(
+            error
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&format!("(attempt {} of 3)", n + 1)),
+            "{error:?}"
+        );
+    }
+    assert_eq!(applied_versions(&db), [1], "nothing of V2 stays");
+}
+
+#[test]
+fn without_retries_a_lock_timeout_fails_at_once() {
+    let db = database();
+    let actor = actor();
+    let catalog = lock_retry_catalog();
+    common::migrate_to(&mut db.client(), &catalog, Some(1)).expect("V1");
+    let mut blocker = connect_as(&db.conninfo(), "blocker-test");
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS SHARE MODE")
+        .expect("hold a lock");
+    let err = migrate(
+        &mut db.client(),
+        &catalog,
+        &retry_options(&actor, 0),
+        &mut |_| {},
+    )
+    .expect_err("no retries");
+    assert!(
+        err.to_string()
+            .contains("rolled back after 1 attempt(s) (lock_retries = 0), blocked by pid"),
+        "{err}"
+    );
+    assert_eq!(v2_events(&db).len(), 1);
+}

@@ -70,6 +70,8 @@ pub fn run_options(actor: &Actor) -> RunOptions<'_> {
         statement_timeout: None,
         actor,
         observer: None,
+        lock_retries: 0,
+        lock_retry_backoff: Duration::ZERO,
     }
 }
 
