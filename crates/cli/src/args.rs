@@ -11,7 +11,9 @@ Exit codes:
   1  error
   2  usage error
   3  status --check: migrations are pending
-  4  drift, divergence, or a failed migration that needs repair";
+  4  drift, divergence, or a failed migration that needs repair
+  130, 143  migrate or rollback interrupted by SIGINT (Ctrl-C) or SIGTERM: the running
+       migration was cancelled and rolled back, the lock released";
 
 /// Versioned, locked, audited PostgreSQL migrations for EcoMind.
 #[derive(Debug, Parser)]

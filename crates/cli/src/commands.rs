@@ -41,15 +41,20 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
     let settings = connect::settings(&args.target)?;
     let (mut client, server) = connect::connect(&settings)?;
     let actor = actor();
+    let interrupt = interruptible(&client, &server);
     let options = MigrateOptions {
         target: args.to.map_or(Target::Latest, Target::UpTo),
         allow_out_of_order: args.allow_out_of_order,
-        run: run_options(&settings, &actor),
+        run: RunOptions {
+            interrupt: Some(interrupt.flag()),
+            ..run_options(&settings, &actor)
+        },
     };
     let mut progress = ProgressView::new(out);
     let result =
         ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
     progress.finish();
+    interrupt.finished();
     let report = result.map_err(|e| stopped(out, e, "migrate", &server))?;
     render_run(out, &settings.env, &server, &report);
     Ok(exit::OK)
@@ -143,6 +148,24 @@ fn confirmed(settings: &ecomind_config::Settings, confirm: &Confirm) -> Result<(
         .map_err(anyhow::Error::new)
 }
 
+/// Watches for Ctrl-C and SIGTERM from here on: the first sends PostgreSQL a cancel request for
+/// the statement running on `client` and lets the engine roll back, record the attempt and
+/// release the lock; a second exits at once.
+fn interruptible(
+    client: &postgres::Client,
+    server: &ecomind_config::Server,
+) -> &'static crate::interrupt::Interrupt {
+    let interrupt = crate::interrupt::Interrupt::install();
+    let token = client.cancel_token();
+    let server = server.clone();
+    interrupt.on_cancel(move || {
+        if let Err(e) = server.cancel(&token) {
+            eprintln!("warning: {e}");
+        }
+    });
+    interrupt
+}
+
 /// How migrate and rollback run their scripts: the policy's limits, no observer.
 fn run_options<'a>(settings: &ecomind_config::Settings, actor: &'a Actor) -> RunOptions<'a> {
     RunOptions {
@@ -153,6 +176,7 @@ fn run_options<'a>(settings: &ecomind_config::Settings, actor: &'a Actor) -> Run
         observer: None,
         lock_retries: settings.policy.lock_retries,
         lock_retry_backoff: settings.policy.lock_retry_backoff,
+        interrupt: None,
     }
 }
 
@@ -184,15 +208,20 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
         (None, Some(n)) => Target::DownSteps(n as usize),
         (None, None) => unreachable!("clap requires --to or --steps"),
     };
+    let interrupt = interruptible(&client, &server);
     let options = MigrateOptions {
         target,
         allow_out_of_order: false,
-        run: run_options(&settings, &actor),
+        run: RunOptions {
+            interrupt: Some(interrupt.flag()),
+            ..run_options(&settings, &actor)
+        },
     };
     let mut progress = ProgressView::new(out);
     let result =
         ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
     progress.finish();
+    interrupt.finished();
     let report = result.map_err(|e| stopped(out, e, "rollback", &server))?;
     render_run(out, &settings.env, &server, &report);
     Ok(exit::OK)

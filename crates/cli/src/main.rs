@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod connect;
+mod interrupt;
 mod output;
 
 use std::process::ExitCode;
@@ -41,14 +42,17 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::config(a, &out),
         Command::DevDb(a) => commands::dev_db(a, &out),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(error) => {
             let code = exit_code_of(&error);
             out.error(&error, code, done_before(&error));
-            ExitCode::from(code)
+            code
         }
-    }
+    };
+    // Interrupted by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell
+    // reports a process the signal killed.
+    ExitCode::from(interrupt::received().map_or(code, |signal| 128 + signal))
 }
 
 /// What a failed migrate or rollback completed before it failed, for the JSON error document.

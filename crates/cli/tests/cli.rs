@@ -810,3 +810,88 @@ fn a_standby_is_refused_before_any_lock_and_read_write_finds_the_primary() {
         .get(0);
     assert_eq!(applied, 4);
 }
+
+#[test]
+fn sigterm_during_a_long_statement_cancels_it_records_the_interrupt_and_exits_143() {
+    let db = database();
+    let folder = Folder::new(&[
+        ("V1__quick.sql", "CREATE TABLE quick (id int);\n"),
+        ("V1__quick.down.sql", "DROP TABLE quick;\n"),
+        (
+            "V2__slow.sql",
+            "CREATE TABLE slow (id int);\nSELECT pg_sleep(600) /* ecomind-sigterm-test */;\n",
+        ),
+        ("V2__slow.down.sql", "DROP TABLE slow;\n"),
+    ]);
+    let mut child = command(
+        &db,
+        &["migrate", "--env", "dev", "--migrations", folder.path()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("ecomind-db starts");
+    let mut client = db.client();
+    let running = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                 AND query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get(0)
+    };
+    eventually("the long statement to run", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+            panic!("migrate ended ({status}) before the long statement ran: {err}");
+        }
+        running(&mut client) == 1
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("ecomind-db exits");
+    assert_exit(&output, 143);
+    // The server-side statement was cancelled before the process exited, not left to run.
+    assert_eq!(running(&mut client), 0, "the statement is gone");
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("SIGTERM received: cancelling the running statement"),
+        "{err}"
+    );
+    assert!(
+        err.contains("interrupted: V2__slow.sql was rolled back and is not applied")
+            && err.contains("V1 stay applied (committed before the interrupt)"),
+        "{err}"
+    );
+    assert_eq!(applied_versions(&db), vec![1]);
+    let row = client
+        .query_one(
+            "SELECT outcome, detail, error FROM ecomind_migration_events WHERE version = 2",
+            &[],
+        )
+        .expect("one event for V2");
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("interrupted")
+    );
+    assert!(row
+        .get::<_, Option<String>>(2)
+        .unwrap_or_default()
+        .starts_with("interrupted: "));
+    // The migration lock was released.
+    let locks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+}

@@ -75,6 +75,10 @@ pub struct RunOptions<'a> {
     /// The wait before the first retry; each further one waits twice as long, plus up to half
     /// as much again at random, so that retries do not fall into step with the blocker.
     pub lock_retry_backoff: Duration,
+    /// Set (by a signal handler) when the run must stop: the script that is running is rolled
+    /// back (its statement cancelled by the caller) and no further script starts. `None`: the
+    /// run is never interrupted.
+    pub interrupt: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// What the engine tells its caller while it works, in either direction; the caller decides
@@ -223,8 +227,16 @@ impl RunOptions<'_> {
             actor: self.actor,
             observer: self.observer,
             attempt: std::cell::Cell::new((1, 1)),
+            interrupt: self.interrupt,
         };
         for &migration in steps {
+            if self.interrupted() {
+                return Err(Error::Interrupted {
+                    file: None,
+                    detail: "between migrations, before the next one started".to_owned(),
+                    report,
+                });
+            }
             on_progress(Progress::Started(migration));
             let script = Script {
                 migration,
@@ -247,7 +259,9 @@ impl RunOptions<'_> {
                 runner.attempt.set((attempt, attempts));
                 match runner.run(client, &script) {
                     Ok(()) => break,
-                    Err(Failure::LockTimeout { .. }) if attempt < attempts => {
+                    Err(Failure::LockTimeout { .. })
+                        if attempt < attempts && !self.interrupted() =>
+                    {
                         let wait = self.backoff(attempt);
                         on_progress(Progress::LockRetry {
                             migration,
@@ -311,6 +325,12 @@ impl RunOptions<'_> {
 }
 
 impl RunOptions<'_> {
+    /// True once the caller asked the run to stop.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// The wait after failed attempt `attempt` (1 for the first): the backoff doubled for each
     /// earlier retry, plus up to half of that at random.
     fn backoff(&self, attempt: u32) -> Duration {
@@ -330,6 +350,11 @@ fn into_error(failure: Failure, script: &Script<'_>, report: Report) -> Error {
     let file = script.file_name();
     match failure {
         Failure::Engine(e) => e,
+        Failure::Interrupted(detail) => Error::Interrupted {
+            file: Some(file),
+            detail,
+            report,
+        },
         Failure::RolledBack(detail) | Failure::LockTimeout { detail, .. } => {
             Error::MigrationFailed {
                 file,

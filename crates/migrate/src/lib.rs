@@ -91,6 +91,17 @@ pub enum Error {
     /// `--to` names a version that no file has.
     #[error("there is no migration with version {0}")]
     UnknownTarget(i32),
+    /// The caller interrupted the run (Ctrl-C, SIGTERM): the running script's statement was
+    /// cancelled and its transaction rolled back, and no further script started.
+    #[error("{}", interrupted(.file.as_deref(), .detail, .report))]
+    Interrupted {
+        /// The file that was running and was rolled back, if one was.
+        file: Option<String>,
+        /// Its statement and the server's message, or when the run stopped.
+        detail: String,
+        /// The migrations that were applied or reverted (and committed) before it.
+        report: Report,
+    },
     /// An up or down file failed; its transaction was rolled back, so nothing of it is
     /// applied (up) or its migration stays applied (down).
     #[error("{}: {detail}", failed(.file, .report.direction))]
@@ -217,6 +228,7 @@ impl Error {
     pub fn partial_report(&self) -> Option<&Report> {
         match self {
             Error::MigrationFailed { report, .. }
+            | Error::Interrupted { report, .. }
             | Error::HalfApplied { report, .. }
             | Error::Observer { report, .. } => Some(report),
             _ => None,
@@ -226,6 +238,30 @@ impl Error {
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
         let context = context.into();
         move |error| Error::Database { context, error }
+    }
+}
+
+/// "interrupted: V3__x.sql was rolled back, nothing of it is applied (...); V1, V2 stay applied".
+fn interrupted(file: Option<&str>, detail: &str, report: &Report) -> String {
+    let done = report.direction.done();
+    let kept = if report.steps.is_empty() {
+        format!("nothing was {done} before it")
+    } else {
+        let versions: Vec<String> = report
+            .steps
+            .iter()
+            .map(|s| format!("V{}", s.version))
+            .collect();
+        format!(
+            "{} stay {done} (committed before the interrupt)",
+            versions.join(", ")
+        )
+    };
+    match file {
+        Some(file) => {
+            format!("interrupted: {file} was rolled back and is not {done} ({detail}); {kept}")
+        }
+        None => format!("interrupted {detail}; {kept}"),
     }
 }
 

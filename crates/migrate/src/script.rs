@@ -115,6 +115,8 @@ pub(crate) struct Runner<'a> {
     /// The attempt at the current script and how many there may be at most, for the event log
     /// of a script that ran into `lock_timeout`.
     pub attempt: std::cell::Cell<(u32, u32)>,
+    /// Set when the caller interrupts the run (and cancels the running statement).
+    pub interrupt: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Why one script did not run, before it is turned into an [`Error`] with the report.
@@ -127,6 +129,8 @@ pub(crate) enum Failure {
         detail: String,
         sql: String,
     },
+    /// The caller interrupted the run while this transactional script ran; it was rolled back.
+    Interrupted(String),
     HalfApplied {
         detail: String,
         state: String,
@@ -226,6 +230,21 @@ impl Runner<'_> {
                 let detail = describe(index, total, statement, &e);
                 // Nothing of this script stays.
                 roll_back(client);
+                let interrupted = self
+                    .interrupt
+                    .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst));
+                if interrupted {
+                    let logged = format!("interrupted: {detail}");
+                    record_event(
+                        client,
+                        script,
+                        self.actor,
+                        started.elapsed(),
+                        &logged,
+                        Some("interrupted"),
+                    );
+                    return Err(Failure::Interrupted(detail));
+                }
                 if let StatementError::Server(error, _) = &e {
                     if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
                         let (attempt, attempts) = self.attempt.get();
@@ -381,6 +400,18 @@ fn record_failure(
     elapsed: Duration,
     detail: &str,
 ) {
+    record_event(client, script, actor, elapsed, detail, None);
+}
+
+/// Records a failed attempt in the event log, with `what` (`interrupted`) in its detail column.
+fn record_event(
+    client: &mut Client,
+    script: &Script<'_>,
+    actor: &Actor,
+    elapsed: Duration,
+    detail: &str,
+    what: Option<&str>,
+) {
     let _ = history::record_event(
         client,
         actor,
@@ -391,7 +422,7 @@ fn record_failure(
             outcome: "failed",
             elapsed,
             error: Some(detail),
-            detail: None,
+            detail: what,
         },
     );
 }

@@ -72,6 +72,7 @@ pub fn run_options(actor: &Actor) -> RunOptions<'_> {
         observer: None,
         lock_retries: 0,
         lock_retry_backoff: Duration::ZERO,
+        interrupt: None,
     }
 }
 
