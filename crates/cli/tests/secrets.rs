@@ -1012,7 +1012,11 @@ fn running_migration(source: Source) -> Report {
     let mut child = inv.spawn();
     eventually("the migration to block on the gate table", || {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{source:?}: migrate ended ({status}) before blocking on the gate");
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("{source:?}: migrate ended ({status}) before blocking on the gate: {stderr}");
         }
         admin
             .query_one(
