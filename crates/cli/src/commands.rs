@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ecomind_config::Target as SettingsTarget;
 use ecomind_migrate::{
-    Actor, AppliedStep, BaselineOptions, BaselineProgress, Catalog, MigrateOptions, Migration,
-    Progress, RepairOptions, RollbackOptions, RollbackProgress, RollbackTarget, VerifyOptions,
+    Actor, AppliedStep, BaselineOptions, BaselineProgress, Catalog, Direction, MigrateOptions,
+    Migration, Progress, RepairOptions, Report, RunOptions, Target, VerifyOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -42,52 +42,60 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
     let (mut client, server) = connect::connect(&settings)?;
     let actor = actor();
     let options = MigrateOptions {
-        target: args.to,
-        lock_wait: settings.policy.lock_wait,
-        lock_timeout: settings.policy.lock_timeout,
-        statement_timeout: settings.policy.statement_timeout,
+        target: args.to.map_or(Target::Latest, Target::UpTo),
         allow_out_of_order: args.allow_out_of_order,
-        actor: &actor,
+        run: run_options(&settings, &actor),
     };
-    let mut progress = ProgressView::new(out, ["apply", "applying", "applied"]);
+    let mut progress = ProgressView::new(out);
     let result =
         ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
     progress.finish();
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => {
-            if let Some(partial) = e.partial_report() {
-                for step in &partial.applied {
-                    out.log(&format!(
-                        "applied V{} {} before the failure",
-                        step.version, step.name
-                    ));
-                }
-            }
-            return Err(
-                anyhow::Error::new(e).context(format!("migrate on {} stopped", server.describe()))
-            );
+    let report = result.map_err(|e| stopped(out, e, "migrate", &server))?;
+    render_run(out, &settings.env, &server, &report);
+    Ok(exit::OK)
+}
+
+/// Says what a failed migrate or rollback did before it failed, and adds which database.
+fn stopped(
+    out: &Output,
+    e: ecomind_migrate::Error,
+    command: &str,
+    server: &ecomind_config::Server,
+) -> anyhow::Error {
+    if let Some(partial) = e.partial_report() {
+        for step in &partial.steps {
+            out.log(&format!(
+                "{} V{} {} before the failure",
+                partial.direction.done(),
+                step.version,
+                step.name
+            ));
         }
-    };
-    let text = if report.applied.is_empty() {
+    }
+    anyhow::Error::new(e).context(format!("{command} on {} stopped", server.describe()))
+}
+
+/// The result of a migrate or rollback: a line per step and where the database stands.
+fn render_run(out: &Output, env: &str, server: &ecomind_config::Server, report: &Report) {
+    let done = report.direction.done();
+    let text = if report.steps.is_empty() && report.direction == Direction::Up {
         format!(
             "{}: up to date at {}",
             server.describe(),
             version_label(report.head)
         )
     } else {
-        steps_text(&report.applied, "applied", &server, report.head)
+        steps_text(&report.steps, done, server, report.head)
     };
     out.result(
         &text,
         &json!({
-            "environment": settings.env,
+            "environment": env,
             "database": server.describe(),
-            "applied": report.applied,
+            done: report.steps,
             "head": report.head,
         }),
     );
-    Ok(exit::OK)
 }
 
 /// Says on stderr, before a destructive command changes anything, which database it acts on and
@@ -135,6 +143,17 @@ fn confirmed(settings: &ecomind_config::Settings, confirm: &Confirm) -> Result<(
         .map_err(anyhow::Error::new)
 }
 
+/// How migrate and rollback run their scripts: the policy's limits, no observer.
+fn run_options<'a>(settings: &ecomind_config::Settings, actor: &'a Actor) -> RunOptions<'a> {
+    RunOptions {
+        lock_wait: settings.policy.lock_wait,
+        lock_timeout: settings.policy.lock_timeout,
+        statement_timeout: settings.policy.statement_timeout,
+        actor,
+        observer: None,
+    }
+}
+
 fn verify_options(settings: &ecomind_config::Settings) -> VerifyOptions {
     VerifyOptions {
         lock_wait: settings.policy.lock_wait,
@@ -158,44 +177,22 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     let (mut client, server) = connect::connect(&settings)?;
     announce(out, "rollback", &args.target, &server);
     let actor = actor();
-    let to = match (args.to, args.steps) {
-        (Some(v), _) => RollbackTarget::ToVersion(v),
-        (None, Some(n)) => RollbackTarget::Steps(n as usize),
+    let target = match (args.to, args.steps) {
+        (Some(v), _) => Target::DownTo(v),
+        (None, Some(n)) => Target::DownSteps(n as usize),
         (None, None) => unreachable!("clap requires --to or --steps"),
     };
-    let options = RollbackOptions {
-        to,
-        lock_wait: settings.policy.lock_wait,
-        lock_timeout: settings.policy.lock_timeout,
-        statement_timeout: settings.policy.statement_timeout,
-        actor: &actor,
+    let options = MigrateOptions {
+        target,
+        allow_out_of_order: false,
+        run: run_options(&settings, &actor),
     };
-    let mut progress = ProgressView::new(out, ["revert", "reverting", "reverted"]);
-    let result = ecomind_migrate::rollback(&mut client, &catalog, &options, &mut |p| {
-        progress.update_rollback(p)
-    });
+    let mut progress = ProgressView::new(out);
+    let result =
+        ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
     progress.finish();
-    let report = result.map_err(|e| {
-        if let Some(partial) = e.partial_rollback_report() {
-            for step in &partial.reverted {
-                out.log(&format!(
-                    "reverted V{} {} before the failure",
-                    step.version, step.name
-                ));
-            }
-        }
-        anyhow::Error::new(e).context(format!("rollback on {} stopped", server.describe()))
-    })?;
-    let text = steps_text(&report.reverted, "reverted", &server, report.head);
-    out.result(
-        &text,
-        &json!({
-            "environment": settings.env,
-            "database": server.describe(),
-            "reverted": report.reverted,
-            "head": report.head,
-        }),
-    );
+    let report = result.map_err(|e| stopped(out, e, "rollback", &server))?;
+    render_run(out, &settings.env, &server, &report);
     Ok(exit::OK)
 }
 
@@ -668,21 +665,25 @@ fn actor() -> Actor {
 /// Progress: a bar with the current migration's name on a terminal, plain lines on stderr otherwise.
 struct ProgressView<'o> {
     out: &'o Output,
-    /// "apply", "applying", "applied", or the same for revert.
+    /// "apply", "applying", "applied", or the same for revert; set when the plan is known.
     verb: [&'static str; 3],
     bar: Option<ProgressBar>,
 }
 
 impl<'o> ProgressView<'o> {
-    fn new(out: &'o Output, verb: [&'static str; 3]) -> ProgressView<'o> {
+    fn new(out: &'o Output) -> ProgressView<'o> {
         ProgressView {
             out,
-            verb,
+            verb: ["apply", "applying", "applied"],
             bar: None,
         }
     }
 
-    fn planned(&mut self, count: usize) {
+    fn planned(&mut self, direction: Direction, count: usize) {
+        self.verb = match direction {
+            Direction::Up => ["apply", "applying", "applied"],
+            Direction::Down => ["revert", "reverting", "reverted"],
+        };
         if count == 0 {
             return;
         }
@@ -724,17 +725,9 @@ impl<'o> ProgressView<'o> {
 
     fn update(&mut self, progress: Progress<'_>) {
         match progress {
-            Progress::Planned(plan) => self.planned(plan.len()),
+            Progress::Planned(direction, plan) => self.planned(direction, plan.len()),
             Progress::Started(m) => self.started(m),
-            Progress::Applied(m, took) => self.done(m, took),
-        }
-    }
-
-    fn update_rollback(&mut self, progress: RollbackProgress<'_>) {
-        match progress {
-            RollbackProgress::Planned(plan) => self.planned(plan.len()),
-            RollbackProgress::Started(m) => self.started(m),
-            RollbackProgress::Reverted(m, took) => self.done(m, took),
+            Progress::Done(m, took) => self.done(m, took),
         }
     }
 

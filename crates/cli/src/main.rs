@@ -56,12 +56,11 @@ fn done_before(error: &anyhow::Error) -> Option<(&'static str, serde_json::Value
     let engine = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<ecomind_migrate::Error>())?;
-    if let Some(report) = engine.partial_report() {
-        return Some(("applied", serde_json::to_value(&report.applied).ok()?));
-    }
-    engine
-        .partial_rollback_report()
-        .and_then(|report| Some(("reverted", serde_json::to_value(&report.reverted).ok()?)))
+    let report = engine.partial_report()?;
+    Some((
+        report.direction.done(),
+        serde_json::to_value(&report.steps).ok()?,
+    ))
 }
 
 /// Maps an error to its documented exit code.

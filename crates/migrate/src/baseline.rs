@@ -6,8 +6,9 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Migration};
-use crate::engine::{Actor, Pending};
+use crate::history::Actor;
 use crate::history::{self, EventRow};
+use crate::plan::Pending;
 use crate::verify::{self, VerifyOptions};
 use crate::{lock, Error};
 
@@ -94,7 +95,7 @@ fn baseline_locked(
     }
     history::ensure_tables(client)?;
     // The row counts scan every table: the policy's timeouts bound them like any statement.
-    crate::engine::Session::establish(
+    crate::session::Session::establish(
         client,
         options.verify.lock_timeout,
         options.verify.statement_timeout,
@@ -153,8 +154,8 @@ fn row_counts(tx: &mut postgres::Transaction<'_>, schema: &str) -> Result<Vec<Ta
         let table: String = row.get(0);
         let sql = format!(
             "SELECT count(*) FROM {}.{}",
-            crate::fingerprint::quote_ident(schema),
-            crate::fingerprint::quote_ident(&table)
+            crate::quote::ident(schema),
+            crate::quote::ident(&table)
         );
         let rows: i64 = tx
             .query_one(&sql, &[])

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::classify::classify;
 use crate::split;
 use crate::Error;
 
@@ -266,11 +267,6 @@ impl Catalog {
             .ok()
             .map(|i| &self.migrations[i])
     }
-
-    /// The highest version, if any.
-    pub fn head(&self) -> Option<i32> {
-        self.migrations.last().map(|m| m.version)
-    }
 }
 
 /// True for a name the migrations folder cannot hold as anything but a migration file.
@@ -383,7 +379,10 @@ fn check_statements(file: &str, text: &str) -> Result<(), Error> {
             reason: "it has no SQL statement".to_owned(),
         });
     }
-    if let Some(statement) = statements.iter().find(|s| controls_transaction(s.sql)) {
+    if let Some(statement) = statements
+        .iter()
+        .find(|s| classify(s.sql).controls_transaction())
+    {
         return Err(Error::InvalidCatalog {
             file: file.to_owned(),
             reason: format!(
@@ -413,20 +412,6 @@ fn check_no_nul(file: &str, text: &str) -> Result<(), Error> {
             "line {line}, column {column} holds a NUL byte, which PostgreSQL cannot receive in SQL; remove it (was the file saved as UTF-16?)"
         ),
     })
-}
-
-/// True for a statement that begins, ends or prepares a transaction: in a migration it would
-/// commit part of the change apart from its history row.
-pub(crate) fn controls_transaction(sql: &str) -> bool {
-    let mut words = sql
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase);
-    match words.next().as_deref() {
-        Some("begin" | "start" | "commit" | "end" | "rollback" | "abort") => true,
-        Some("prepare") => words.next().as_deref() == Some("transaction"),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

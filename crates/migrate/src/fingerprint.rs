@@ -236,13 +236,9 @@ pub(crate) fn set_local_search_path(
     conn: &mut impl GenericClient,
     schema: Option<&str>,
 ) -> Result<(), Error> {
-    let path = schema.map_or_else(|| "''".to_owned(), quote_ident);
+    let path = schema.map_or_else(|| "''".to_owned(), crate::quote::ident);
     conn.batch_execute(&format!("SET LOCAL search_path = {path}"))
         .map_err(Error::db("cannot set the search path"))
-}
-
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Fingerprints one schema (`scratch`), reading every mention of it as `home`: how the

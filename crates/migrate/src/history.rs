@@ -1,8 +1,10 @@
-//! The history tables: refinery's `refinery_schema_history` and our event log beside it.
+//! The history tables: refinery's `refinery_schema_history` and our event log beside it, with
+//! the [`Actor`] each event-log row names.
 
 use postgres::Client;
 use serde::Serialize;
 
+use crate::quote::literal;
 use crate::Error;
 
 /// refinery's history table: one row per applied migration.
@@ -39,6 +41,17 @@ CREATE TABLE IF NOT EXISTS ecomind_migration_events (
 ALTER TABLE ecomind_migration_events ADD COLUMN IF NOT EXISTS detail text;
 COMMENT ON TABLE ecomind_migration_events IS 'ecomind-db audit trail: every migration applied, rolled back or failed, by whom and when';
 ";
+
+/// Who runs the engine, as recorded in the event log.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// The operating-system user.
+    pub os_user: String,
+    /// The host the tool runs on.
+    pub host: String,
+    /// The tool's version.
+    pub tool_version: String,
+}
 
 /// One row of refinery's history.
 #[derive(Clone, Debug, Serialize)]
@@ -117,15 +130,6 @@ pub(crate) struct EventRow<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// An SQL string literal. An `E''` literal means the same whatever `standard_conforming_strings` says.
-fn literal(text: &str) -> String {
-    let escaped = text
-        .replace('\0', "")
-        .replace('\\', "\\\\")
-        .replace('\'', "''");
-    format!("E'{escaped}'")
-}
-
 /// The statement that records an applied migration, in the layout refinery writes.
 ///
 /// History and event rows are written with the simple protocol and literals, so the engine can
@@ -175,7 +179,7 @@ pub(crate) fn record_reverted(
 }
 
 /// The statement that writes one event-log row.
-pub(crate) fn event_sql(actor: &crate::Actor, row: &EventRow<'_>) -> String {
+pub(crate) fn event_sql(actor: &Actor, row: &EventRow<'_>) -> String {
     let elapsed_ms = row.elapsed.as_secs_f64() * 1000.0;
     format!(
         "INSERT INTO ecomind_migration_events \
@@ -199,22 +203,9 @@ pub(crate) fn event_sql(actor: &crate::Actor, row: &EventRow<'_>) -> String {
 /// Writes one event-log row, in the given transaction or connection.
 pub(crate) fn record_event(
     conn: &mut impl postgres::GenericClient,
-    actor: &crate::Actor,
+    actor: &Actor,
     row: &EventRow<'_>,
 ) -> Result<(), Error> {
     conn.batch_execute(&event_sql(actor, row))
         .map_err(Error::db("cannot write the migration event log"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::literal;
-
-    #[test]
-    fn literals_escape_quotes_and_backslashes() {
-        assert_eq!(literal("plain"), "E'plain'");
-        assert_eq!(literal("o'brien"), "E'o''brien'");
-        assert_eq!(literal(r"C:\temp\'x"), r"E'C:\\temp\\''x'");
-        assert_eq!(literal("nul\0byte"), "E'nulbyte'");
-    }
 }

@@ -6,27 +6,32 @@
 //! refinery commits a migration and its history row separately, takes no lock and cannot run a
 //! statement outside a transaction.
 
+mod apply;
 pub mod baseline;
 pub mod catalog;
-mod engine;
+pub mod classify;
 pub mod fingerprint;
 mod history;
 mod lock;
+mod observe;
+mod plan;
+pub mod quote;
 pub mod repair;
-pub mod rollback;
+mod rollback;
+mod script;
+mod session;
 pub mod split;
 pub mod verify;
 
+pub use apply::{migrate, AppliedStep, MigrateOptions, Progress, Report, RunOptions, Target};
 pub use baseline::{baseline, BaselineOptions, BaselineProgress, BaselineReport, TableRows};
 pub use catalog::{Catalog, Migration};
-pub use engine::{
-    migrate, status, Actor, AppliedStep, InvalidIndex, MigrateOptions, MigrateReport, Pending,
-    Problem, Progress, Status,
-};
+pub use classify::{classify, StatementKind};
 pub use fingerprint::{diff, fingerprint, Difference, Fingerprint};
-pub use history::{AppliedMigration, EVENT_TABLE, HISTORY_TABLE};
+pub use history::{Actor, AppliedMigration, EVENT_TABLE, HISTORY_TABLE};
+pub use observe::{Direction, Observer, ObserverError, ScriptRun, StatementRun};
+pub use plan::{status, InvalidIndex, Pending, Problem, Status};
 pub use repair::{repair, AcceptedChecksum, RepairOptions, RepairReport};
-pub use rollback::{rollback, RollbackOptions, RollbackProgress, RollbackReport, RollbackTarget};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Everything the engine can refuse or fail at.
@@ -81,27 +86,38 @@ pub enum Error {
     /// `--to` names a version that no file has.
     #[error("there is no migration with version {0}")]
     UnknownTarget(i32),
-    /// A migration failed; its transaction was rolled back, so nothing of it is applied.
-    #[error("migration {file} failed and was rolled back, nothing of it is applied: {detail}")]
+    /// An up or down file failed; its transaction was rolled back, so nothing of it is
+    /// applied (up) or its migration stays applied (down).
+    #[error("{}: {detail}", failed(.file, .report.direction))]
     MigrationFailed {
-        /// The up (or down) file.
+        /// The up or down file.
         file: String,
         /// The statement, its line and the server's message.
         detail: String,
-        /// The migrations that did apply before this one.
-        report: MigrateReport,
+        /// The migrations that were applied or reverted before this one.
+        report: Report,
     },
-    /// A non-transactional migration failed part way: some of it may be applied.
-    #[error("migration {file} runs outside a transaction and failed part way: {detail}. {state}")]
+    /// A non-transactional up or down file failed part way: some of it may be applied.
+    #[error("{} runs outside a transaction and failed part way: {detail}. {state}", script_name(.file, .report.direction))]
     HalfApplied {
-        /// The up (or down) file.
+        /// The up or down file.
         file: String,
         /// The statement, its line and the server's message.
         detail: String,
         /// What was left behind, and what to do about it.
         state: String,
-        /// The migrations that did apply before this one.
-        report: MigrateReport,
+        /// The migrations that were applied or reverted before this one.
+        report: Report,
+    },
+    /// The observer stopped the run at this file.
+    #[error("{} was stopped: {detail}", script_name(.file, .report.direction))]
+    Observer {
+        /// The up or down file.
+        file: String,
+        /// When and why.
+        detail: String,
+        /// The migrations that were applied or reverted before it stopped.
+        report: Report,
     },
     /// Invalid indexes, left by an interrupted `CREATE INDEX CONCURRENTLY`, block a migration.
     #[error("{}", describe_invalid(.0))]
@@ -129,28 +145,6 @@ pub enum Error {
         file: String,
         /// Its version: the lowest version a rollback can reach.
         version: i32,
-    },
-    /// A down file failed; its transaction was rolled back, so its migration stays applied.
-    #[error("down file {file} failed and was undone, its migration stays applied: {detail}")]
-    RollbackFailed {
-        /// The down file.
-        file: String,
-        /// The statement, its line and the server's message.
-        detail: String,
-        /// The migrations that were reverted before this one.
-        report: RollbackReport,
-    },
-    /// A non-transactional down file failed part way: some of it may be applied.
-    #[error("down file {file} runs outside a transaction and failed part way: {detail}. {state}")]
-    RollbackHalfApplied {
-        /// The down file.
-        file: String,
-        /// The statement, its line and the server's message.
-        detail: String,
-        /// What was left behind, and what to do about it.
-        state: String,
-        /// The migrations that were reverted before this one.
-        report: RollbackReport,
     },
     /// The search path names no existing schema, so there is no schema to compare.
     #[error("the search path names no existing schema; set search_path (or create the schema it names) so migrations know where their objects live")]
@@ -191,9 +185,6 @@ pub enum Error {
         /// The version.
         version: i32,
     },
-    /// The server answered something the engine cannot read.
-    #[error("{0}")]
-    Unexpected(String),
     /// The server refused a query of the engine itself.
     #[error("{context}: {}", db_message(.error))]
     Database {
@@ -212,28 +203,17 @@ impl Error {
             self,
             Error::Diverged(_)
                 | Error::HalfApplied { .. }
-                | Error::RollbackHalfApplied { .. }
                 | Error::BaselineMismatch { .. }
                 | Error::InvalidIndexes(_)
         )
     }
 
-    /// What applied before a failure, if anything.
-    pub fn partial_report(&self) -> Option<&MigrateReport> {
+    /// What a migrate or rollback applied or reverted before a failure, if anything.
+    pub fn partial_report(&self) -> Option<&Report> {
         match self {
-            Error::MigrationFailed { report, .. } | Error::HalfApplied { report, .. } => {
-                Some(report)
-            }
-            _ => None,
-        }
-    }
-
-    /// What a rollback reverted before a failure, if anything.
-    pub fn partial_rollback_report(&self) -> Option<&RollbackReport> {
-        match self {
-            Error::RollbackFailed { report, .. } | Error::RollbackHalfApplied { report, .. } => {
-                Some(report)
-            }
+            Error::MigrationFailed { report, .. }
+            | Error::HalfApplied { report, .. }
+            | Error::Observer { report, .. } => Some(report),
             _ => None,
         }
     }
@@ -258,6 +238,26 @@ pub(crate) fn db_message(e: &postgres::Error) -> String {
             out
         }
         None => e.to_string(),
+    }
+}
+
+/// "migration V3__x.sql failed and was rolled back, nothing of it is applied", or the down file's.
+fn failed(file: &str, direction: Direction) -> String {
+    match direction {
+        Direction::Up => {
+            format!("migration {file} failed and was rolled back, nothing of it is applied")
+        }
+        Direction::Down => {
+            format!("down file {file} failed and was undone, its migration stays applied")
+        }
+    }
+}
+
+/// "migration V3__x.sql" or "down file V3__x.down.sql".
+fn script_name(file: &str, direction: Direction) -> String {
+    match direction {
+        Direction::Up => format!("migration {file}"),
+        Direction::Down => format!("down file {file}"),
     }
 }
 

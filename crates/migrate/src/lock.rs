@@ -19,7 +19,7 @@ pub(crate) fn holding<T>(
     wait: Duration,
     work: impl FnOnce(&mut Client) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    crate::engine::prepare_session(client)?;
+    crate::session::prepare(client)?;
     acquire(client, wait)?;
     let result = work(client);
     let released = release(client);

@@ -9,10 +9,11 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::engine::{self, Actor, InvalidIndex};
-use crate::fingerprint::quote_ident;
+use crate::history::Actor;
 use crate::history::{self, EventRow};
-use crate::{lock, Error};
+use crate::plan::{self, InvalidIndex};
+use crate::session::Session;
+use crate::{lock, quote, Error};
 
 /// What to repair. There is no `Default`. Whether the environment requires a confirmation is
 /// the caller's business.
@@ -88,10 +89,10 @@ fn repair_locked(
         Some(version) => Some(checksum_to_accept(client, catalog, version)?),
         None => None,
     };
-    let invalid = engine::invalid_indexes(client)?;
+    let invalid = plan::invalid_indexes(client)?;
     if !invalid.is_empty() || accept.is_some() {
         history::ensure_tables(client)?;
-        engine::Session::establish(client, options.lock_timeout, options.statement_timeout)?;
+        Session::establish(client, options.lock_timeout, options.statement_timeout)?;
     }
     let culprit = if invalid.is_empty() {
         None
@@ -110,8 +111,8 @@ fn repair_locked(
         client
             .batch_execute(&format!(
                 "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
-                quote_ident(&index.schema),
-                quote_ident(&index.name)
+                quote::ident(&index.schema),
+                quote::ident(&index.name)
             ))
             .map_err(Error::db(format!("cannot drop the invalid index {index}")))?;
         let what = format!(

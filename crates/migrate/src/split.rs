@@ -1,8 +1,10 @@
-//! Splits a PostgreSQL script into statements, so a non-transactional migration can be sent one statement at a time.
+//! The SQL lexer: splits a PostgreSQL script into statements and a statement into tokens.
 //!
-//! A script sent as one simple query runs in an implicit transaction block, where
-//! `CREATE INDEX CONCURRENTLY` fails, so a migration marked `-- ecomind:no-transaction`
-//! is split here and each statement is sent on its own.
+//! The engine sends every script one statement at a time, so a failure names its statement
+//! and the observer sees each one; a non-transactional script must be split anyway, because
+//! a script sent as one simple query runs in an implicit transaction block, where
+//! `CREATE INDEX CONCURRENTLY` fails. The statement classifier (`classify.rs`) reads the
+//! tokens, so comments and strings never fool it.
 //!
 //! This is a hand-written lexer rather than `pg_query` (PostgreSQL's own scanner and
 //! parser) or `sqlparser`: it needs no C toolchain or libclang at build time for the
@@ -30,7 +32,7 @@
 //!   `E'a'` newline `'\';'` inside the string; here it follows the server.
 //!
 //! Offsets are byte offsets into the script; PostgreSQL reports error positions in
-//! characters, so convert before calling [`statement_at`].
+//! characters.
 
 /// One statement of a script, with where it starts (1-based line) and its byte range in the script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,30 +92,69 @@ pub fn statements(script: &str) -> Result<Vec<Statement<'_>>, SplitError> {
     Ok(out)
 }
 
-/// The statement of `script` whose byte range contains `byte_offset` (its end included,
-/// where PostgreSQL points at "end of input"); `None` between statements or when the
-/// script does not split.
-pub fn statement_at(script: &str, byte_offset: usize) -> Option<Statement<'_>> {
-    statements(script)
-        .ok()?
-        .into_iter()
-        .find(|statement| statement.start <= byte_offset && byte_offset <= statement.end)
+/// The tokens of `sql`, in order; whitespace and comments are not tokens.
+pub fn tokens(sql: &str) -> Result<Vec<Token<'_>>, SplitError> {
+    let mut lexer = Lexer {
+        src: sql.as_bytes(),
+        pos: 0,
+    };
+    let mut out = Vec::new();
+    loop {
+        let span = lexer.next_token().map_err(|unterminated| SplitError {
+            line: LineCounter::new(sql).line_at(unterminated.start),
+            what: unterminated.what,
+        })?;
+        let Some(span) = span else {
+            return Ok(out);
+        };
+        out.push(Token {
+            kind: span.kind,
+            text: &sql[span.start..span.end],
+            start: span.start,
+        });
+    }
 }
 
-/// What the statement splitter needs to know about a token.
+/// One token of a statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub struct Token<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// Its text as written (a string or quoted identifier with its quotes).
+    pub text: &'a str,
+    /// Its byte offset in the text that was lexed.
+    pub start: usize,
+}
+
+impl Token<'_> {
+    /// True for an unquoted word that is `keyword`, in any case.
+    pub fn is_word(&self, keyword: &str) -> bool {
+        self.kind == Kind::Word && self.text.eq_ignore_ascii_case(keyword)
+    }
+}
+
+/// What a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `;`.
     Semicolon,
+    /// `(`.
     OpenParen,
+    /// `)`.
     CloseParen,
     /// An unquoted identifier or keyword.
-    Identifier,
-    /// Anything else: strings, quoted identifiers, numbers, parameters, operators.
+    Word,
+    /// A `"quoted"` or `U&"quoted"` identifier.
+    QuotedIdentifier,
+    /// A string: `'...'`, `E'...'`, `B'...'`, `X'...'`, `N'...'`, `U&'...'` or dollar-quoted.
+    String,
+    /// Anything else: numbers, parameters, operators, `.` and `,`.
     Other,
 }
 
+/// Where a token is, before it is borrowed from the text.
 #[derive(Debug, Clone, Copy)]
-struct Token {
+struct Span {
     kind: Kind,
     start: usize,
     end: usize,
@@ -147,7 +188,7 @@ impl Lexer<'_> {
     }
 
     /// The next token after any whitespace and comments, or `None` at the end.
-    fn next_token(&mut self) -> Result<Option<Token>, Unterminated> {
+    fn next_token(&mut self) -> Result<Option<Span>, Unterminated> {
         self.skip_whitespace_and_comments()?;
         let start = self.pos;
         let Some(first) = self.peek(0) else {
@@ -168,16 +209,13 @@ impl Lexer<'_> {
             }
             b'\'' => {
                 self.quoted_string(start, Backslash::Literal)?;
-                Kind::Other
+                Kind::String
             }
             b'"' => {
                 self.quoted_identifier(start)?;
-                Kind::Other
+                Kind::QuotedIdentifier
             }
-            b'$' => {
-                self.dollar(start)?;
-                Kind::Other
-            }
+            b'$' => self.dollar(start)?,
             b'0'..=b'9' => {
                 // A number ends at its digits: what follows starts a new token, as
                 // in PostgreSQL 15, where `1e'x'` is `1` followed by `e'x'`.
@@ -193,7 +231,7 @@ impl Lexer<'_> {
                 Kind::Other
             }
         };
-        Ok(Some(Token {
+        Ok(Some(Span {
             kind,
             start,
             end: self.pos,
@@ -222,15 +260,16 @@ impl Lexer<'_> {
             (Some(b'u'), Some(b'&'), Some(b'"')) => {
                 self.pos += 2;
                 self.quoted_identifier(start)?;
+                return Ok(Kind::QuotedIdentifier);
             }
             _ => {
                 while self.peek(0).is_some_and(is_ident_cont) {
                     self.pos += 1;
                 }
-                return Ok(Kind::Identifier);
+                return Ok(Kind::Word);
             }
         }
-        Ok(Kind::Other)
+        Ok(Kind::String)
     }
 
     fn skip_whitespace_and_comments(&mut self) -> Result<(), Unterminated> {
@@ -352,7 +391,7 @@ impl Lexer<'_> {
     }
 
     /// Skips what starts with `$`: a dollar-quoted string, a parameter (`$1`), or a lone `$`.
-    fn dollar(&mut self, start: usize) -> Result<(), Unterminated> {
+    fn dollar(&mut self, start: usize) -> Result<Kind, Unterminated> {
         let mut at = self.pos + 1;
         match self.at(at) {
             Some(b) if b.is_ascii_digit() => {
@@ -360,7 +399,7 @@ impl Lexer<'_> {
                     at += 1;
                 }
                 self.pos = at;
-                return Ok(());
+                return Ok(Kind::Other);
             }
             Some(b) if is_ident_start(b) => {
                 while self.at(at).is_some_and(is_tag_cont) {
@@ -373,7 +412,7 @@ impl Lexer<'_> {
             // `$abc` without a closing `$`: PostgreSQL returns the `$` alone and
             // lexes `abc` afresh.
             self.pos += 1;
-            return Ok(());
+            return Ok(Kind::Other);
         }
         let delimiter = &self.src[self.pos..=at];
         let body = at + 1;
@@ -383,7 +422,7 @@ impl Lexer<'_> {
         {
             Some(found) => {
                 self.pos = body + found + delimiter.len();
-                Ok(())
+                Ok(Kind::String)
             }
             None => Err(Unterminated {
                 start,
@@ -414,8 +453,8 @@ impl Nesting {
         match kind {
             Kind::OpenParen => self.parens += 1,
             Kind::CloseParen => self.parens = self.parens.saturating_sub(1),
-            Kind::Identifier => self.identifier(text),
-            Kind::Semicolon | Kind::Other => {}
+            Kind::Word => self.identifier(text),
+            Kind::Semicolon | Kind::QuotedIdentifier | Kind::String | Kind::Other => {}
         }
     }
 
@@ -511,8 +550,6 @@ mod tests {
                     let breaks = before.matches('\n').count() + before.matches('\r').count()
                         - before.matches("\r\n").count();
                     assert_eq!(statement.line, breaks + 1, "line of {:?}", statement.sql);
-                    assert_eq!(statement_at(script, statement.start), Some(*statement));
-                    assert_eq!(statement_at(script, statement.end), Some(*statement));
                 }
                 found
                     .iter()
@@ -868,20 +905,6 @@ mod tests {
             error.to_string(),
             "unterminated dollar-quoted string starting on line 2"
         );
-    }
-
-    #[test]
-    fn statement_at_finds_the_statement_around_an_offset() {
-        let script = "-- c\nSELECT 1;\n  SELECT x FROM y;";
-        let at = |offset| statement_at(script, offset).map(|s| s.sql);
-        assert_eq!(at(0), None);
-        assert_eq!(at(5), Some("SELECT 1"));
-        assert_eq!(at(13), Some("SELECT 1"));
-        assert_eq!(at(14), None);
-        assert_eq!(at(script.find("x").unwrap()), Some("SELECT x FROM y"));
-        assert_eq!(at(script.len() - 1), Some("SELECT x FROM y"));
-        assert_eq!(at(script.len()), None);
-        assert_eq!(statement_at("SELECT 'x", 0), None);
     }
 
     /// Every migration splits into the statements it was written with, and so do

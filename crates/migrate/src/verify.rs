@@ -23,8 +23,9 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Migration};
+use crate::classify::{classify, StatementKind};
 use crate::fingerprint::{self, Difference, Fingerprint};
-use crate::{engine, history, lock, split, Error};
+use crate::{history, lock, plan, script, split, Error};
 
 /// How to verify. There is no `Default`: the waits are the caller's choice.
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ fn verify_locked(
     options: &VerifyOptions,
 ) -> Result<VerifyReport, Error> {
     let applied = history::read(client)?;
-    let (_, problems) = engine::plan(catalog, &applied, true);
+    let (_, problems) = plan::plan(catalog, &applied, true);
     if !problems.is_empty() {
         return Err(Error::Diverged(problems));
     }
@@ -168,21 +169,22 @@ fn rehearse(
                 reason: e.to_string(),
             })?;
         for (index, statement) in statements.iter().enumerate() {
-            if let Some(reason) = unrehearsable(statement.sql) {
+            let classified = classify(statement.sql);
+            if let Some(reason) = unrehearsable(&classified) {
                 return Err(Error::Rehearsal {
                     file,
                     detail: format!("statement {} (line {}) {reason}", index + 1, statement.line),
                 });
             }
             let sql = if migration.is_transactional() {
-                statement.sql.to_owned()
+                std::borrow::Cow::Borrowed(statement.sql)
             } else {
-                without_concurrently(statement.sql)
+                classified.without_concurrently()
             };
             if let Err(e) = tx.batch_execute(&sql) {
                 return Err(Error::Rehearsal {
                     file,
-                    detail: engine::describe_failure(index, statements.len(), statement, &e),
+                    detail: script::describe_failure(index, statements.len(), statement, &e),
                 });
             }
         }
@@ -204,58 +206,13 @@ fn rehearse(
 }
 
 /// Why a statement cannot be rehearsed, if it cannot.
-fn unrehearsable(sql: &str) -> Option<&'static str> {
-    let words: Vec<String> = sql
-        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
-        .filter(|w| !w.is_empty())
-        .take(3)
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
-    let first = words.first().map(String::as_str).unwrap_or_default();
-    match first {
-        _ if crate::catalog::controls_transaction(sql) => {
-            Some("controls the transaction, which a migration must not do")
-        }
-        "savepoint" | "release" => Some("controls the transaction, which a migration must not do"),
-        "set" | "reset" if sql.to_ascii_lowercase().contains("search_path") => {
-            Some("changes the search path, which a migration must not do")
-        }
-        _ => None,
-    }
-}
-
-/// The statement without the `CONCURRENTLY` of `CREATE [UNIQUE] INDEX CONCURRENTLY`,
-/// `DROP INDEX CONCURRENTLY` or `REINDEX ... CONCURRENTLY`: the same object, built inside the
-/// rehearsal's transaction.
-fn without_concurrently(sql: &str) -> String {
-    let mut words = Vec::new();
-    let mut start = None;
-    for (i, c) in sql.char_indices() {
-        match (c.is_whitespace(), start) {
-            (false, None) => start = Some(i),
-            (true, Some(s)) => {
-                words.push((s, i));
-                start = None;
-            }
-            _ => {}
-        }
-        if words.len() == 5 {
-            break;
-        }
-    }
-    if let (Some(s), true) = (start, words.len() < 5) {
-        words.push((s, sql.len()));
-    }
-    let is = |(s, e): (usize, usize), word: &str| sql[s..e].eq_ignore_ascii_case(word);
-    let Some(&first) = words.first() else {
-        return sql.to_owned();
-    };
-    if !(is(first, "create") || is(first, "drop") || is(first, "reindex")) {
-        return sql.to_owned();
-    }
-    match words.iter().find(|w| is(**w, "concurrently")) {
-        Some(&(s, e)) => format!("{}{}", &sql[..s], sql[e..].trim_start()),
-        None => sql.to_owned(),
+fn unrehearsable(statement: &crate::classify::Statement<'_>) -> Option<&'static str> {
+    if statement.controls_transaction() || statement.kind == StatementKind::Savepoint {
+        Some("controls the transaction, which a migration must not do")
+    } else if statement.search_path_change {
+        Some("changes the search path, which a migration must not do")
+    } else {
+        None
     }
 }
 
@@ -284,35 +241,24 @@ fn live_relations_locked(
 
 #[cfg(test)]
 mod tests {
-    use super::{unrehearsable, without_concurrently};
-
-    #[test]
-    fn concurrently_is_dropped_only_where_it_is_the_keyword() {
-        let check = |sql: &str, expected: &str| assert_eq!(without_concurrently(sql), expected);
-        check(
-            "CREATE INDEX CONCURRENTLY i ON t (x)",
-            "CREATE INDEX i ON t (x)",
-        );
-        check(
-            "create unique index\n  concurrently i on t (x)",
-            "create unique index\n  i on t (x)",
-        );
-        check("DROP INDEX CONCURRENTLY i", "DROP INDEX i");
-        check("REINDEX INDEX CONCURRENTLY i", "REINDEX INDEX i");
-        check("CREATE INDEX i ON t (x)", "CREATE INDEX i ON t (x)");
-        check(
-            "UPDATE t SET note = 'CONCURRENTLY'",
-            "UPDATE t SET note = 'CONCURRENTLY'",
-        );
-    }
+    use super::unrehearsable;
+    use crate::classify::classify;
 
     #[test]
     fn transaction_control_and_search_path_are_refused() {
-        assert!(unrehearsable("COMMIT").is_some());
-        assert!(unrehearsable("begin").is_some());
-        assert!(unrehearsable("SET search_path = x").is_some());
-        assert!(unrehearsable("set local SEARCH_PATH to x").is_some());
-        assert!(unrehearsable("SET lock_timeout = 5").is_none());
-        assert!(unrehearsable("CREATE TABLE t (x int)").is_none());
+        let cases = [
+            ("COMMIT", true),
+            ("-- first\nbegin", true),
+            ("SAVEPOINT s", true),
+            ("SET search_path = x", true),
+            ("set local SEARCH_PATH to x", true),
+            ("SET lock_timeout = 5", false),
+            ("SET application_name = 'search_path'", false),
+            ("CREATE TABLE t (x int)", false),
+            ("/* commit */ CREATE TABLE t (x int)", false),
+        ];
+        for (sql, refused) in cases {
+            assert_eq!(unrehearsable(&classify(sql)).is_some(), refused, "{sql:?}");
+        }
     }
 }

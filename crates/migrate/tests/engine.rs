@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use ecomind_migrate::{migrate, status, Catalog, Error, MigrateOptions, Problem};
+use ecomind_migrate::{
+    migrate, status, Catalog, Error, MigrateOptions, Observer, ObserverError, Problem, RunOptions,
+    ScriptRun, StatementRun, Target,
+};
 use ecomind_testkit::{database, TestDb};
 
 mod common;
 use common::{actor, applied_versions, catalog, options, repo_catalog, table_exists};
 
-fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::MigrateReport, Error> {
+fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::Report, Error> {
     let actor = actor();
     migrate(&mut db.client(), catalog, &options(&actor), &mut |_| {})
 }
@@ -224,7 +227,7 @@ fn v1_reproduces_the_production_schema_exactly() {
     let db = database();
     let actor = actor();
     let opts = MigrateOptions {
-        target: Some(1),
+        target: Target::UpTo(1),
         ..options(&actor)
     };
     migrate(&mut db.client(), &repo_catalog(), &opts, &mut |_| {}).expect("V1 applies");
@@ -279,7 +282,7 @@ fn a_second_run_applies_nothing_and_status_is_clean() {
     let db = database();
     run(&db, &repo_catalog()).expect("first run");
     let again = run(&db, &repo_catalog()).expect("second run");
-    assert!(again.applied.is_empty());
+    assert!(again.steps.is_empty());
     assert_eq!(again.head, Some(4));
     let st = status(&mut db.client(), &repo_catalog()).expect("status");
     assert!(st.pending.is_empty() && !st.needs_attention());
@@ -354,7 +357,7 @@ fn a_migration_failing_halfway_leaves_nothing_of_itself_and_the_fixed_file_conve
     );
     assert!(message.contains("nowhere"), "{message}");
     let partial = err.partial_report().expect("report of what applied");
-    assert_eq!(partial.applied.len(), 2);
+    assert_eq!(partial.steps.len(), 2);
     assert_eq!(applied_versions(&db), vec![1, 2]);
     assert!(table_exists(&db, "a") && table_exists(&db, "b"));
     assert!(!table_exists(&db, "c"), "nothing of V3 stays");
@@ -373,7 +376,7 @@ fn a_migration_failing_halfway_leaves_nothing_of_itself_and_the_fixed_file_conve
         "CREATE TABLE c (id int);\nALTER TABLE c ADD COLUMN note text;\n",
     );
     let report = run(&db, &catalog(&[v1, v1d, v2, v2d, v3_fixed, v3d])).expect("fixed V3 applies");
-    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.steps.len(), 1);
     assert_eq!(applied_versions(&db), vec![1, 2, 3]);
 }
 
@@ -471,7 +474,7 @@ fn migrate_to_a_version_stops_there_and_refuses_to_go_down() {
     let db = database();
     let actor = actor();
     let to2 = MigrateOptions {
-        target: Some(2),
+        target: Target::UpTo(2),
         ..options(&actor)
     };
     migrate(&mut db.client(), &repo_catalog(), &to2, &mut |_| {}).expect("to 2");
@@ -480,7 +483,7 @@ fn migrate_to_a_version_stops_there_and_refuses_to_go_down() {
     let err = migrate(&mut db.client(), &repo_catalog(), &to2, &mut |_| {}).expect_err("down");
     assert!(err.to_string().contains("rollback --to 2"), "{err}");
     let missing = MigrateOptions {
-        target: Some(99),
+        target: Target::UpTo(99),
         ..options(&actor)
     };
     let err = migrate(&mut db.client(), &repo_catalog(), &missing, &mut |_| {}).expect_err("99");
@@ -551,7 +554,10 @@ fn a_held_lock_times_out_naming_its_holder() {
         .expect("hold the migration lock");
     let actor = actor();
     let opts = MigrateOptions {
-        lock_wait: Duration::from_millis(300),
+        run: RunOptions {
+            lock_wait: Duration::from_millis(300),
+            ..common::run_options(&actor)
+        },
         ..options(&actor)
     };
     let err =
@@ -710,7 +716,7 @@ fn an_up_to_date_database_needs_no_ownership_of_the_history_tables() {
         &mut |_| {},
     )
     .expect("a no-op run as a non-owner");
-    assert!(report.applied.is_empty());
+    assert!(report.steps.is_empty());
     assert_eq!(report.head, Some(4));
 }
 
@@ -778,7 +784,7 @@ fn a_concurrent_index_build_waits_for_writers_despite_lock_timeout_and_is_not_ha
     let cat = concurrent_index_catalog();
     let actor = actor();
     let to1 = MigrateOptions {
-        target: Some(1),
+        target: Target::UpTo(1),
         ..options(&actor)
     };
     migrate(&mut db.client(), &cat, &to1, &mut |_| {}).expect("V1");
@@ -792,13 +798,12 @@ fn a_concurrent_index_build_waits_for_writers_despite_lock_timeout_and_is_not_ha
     let builder = std::thread::spawn(move || {
         let actor = common::actor();
         let opts = MigrateOptions {
-            target: None,
-            lock_wait: Duration::from_secs(30),
-            // Far shorter than the wait below: the build must not be subject to it.
-            lock_timeout: Some(Duration::from_millis(1)),
-            statement_timeout: None,
-            allow_out_of_order: false,
-            actor: &actor,
+            run: RunOptions {
+                // Far shorter than the wait below: the build must not be subject to it.
+                lock_timeout: Some(Duration::from_millis(1)),
+                ..common::run_options(&actor)
+            },
+            ..options(&actor)
         };
         migrate(
             &mut builder_client,
@@ -829,7 +834,7 @@ fn a_concurrent_index_build_waits_for_writers_despite_lock_timeout_and_is_not_ha
 
     writer.batch_execute("COMMIT").expect("writer commits");
     let report = builder.join().expect("builder thread").expect("V2 applies");
-    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.steps.len(), 1);
     let valid: bool = observer
         .query_one(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass",
@@ -838,4 +843,184 @@ fn a_concurrent_index_build_waits_for_writers_despite_lock_timeout_and_is_not_ha
         .expect("index")
         .get(0);
     assert!(valid);
+}
+
+/// Writes down what the apply loop tells it, and what its own backend has locked after each
+/// statement; fails after the statement `fail_at` (version, 0-based index) when asked.
+struct Recorder {
+    events: std::cell::RefCell<Vec<String>>,
+    fail_at: Option<(i32, usize)>,
+}
+
+impl Recorder {
+    fn new(fail_at: Option<(i32, usize)>) -> Recorder {
+        Recorder {
+            events: std::cell::RefCell::new(Vec::new()),
+            fail_at,
+        }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.borrow().clone()
+    }
+}
+
+impl Observer for Recorder {
+    fn script_starting(
+        &self,
+        _client: &mut postgres::Client,
+        script: &ScriptRun<'_>,
+    ) -> Result<(), ObserverError> {
+        self.events.borrow_mut().push(format!(
+            "start V{} {} transactional={}",
+            script.migration.version(),
+            script.direction.as_str(),
+            script.transactional
+        ));
+        Ok(())
+    }
+
+    fn statement_done(
+        &self,
+        client: &mut postgres::Client,
+        script: &ScriptRun<'_>,
+        statement: &StatementRun<'_>,
+    ) -> Result<(), ObserverError> {
+        // Relations of the public schema this backend holds a lock on right now: inside the
+        // migration's transaction, everything the script touched so far.
+        let locked: Vec<String> = client
+            .query(
+                "SELECT DISTINCT c.relname::text FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE l.pid = pg_backend_pid() AND n.nspname = 'public' ORDER BY 1",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        self.events.borrow_mut().push(format!(
+            "statement V{} {} {}/{} line {} `{}` locks [{}]",
+            script.migration.version(),
+            script.direction.as_str(),
+            statement.index + 1,
+            statement.total,
+            statement.line,
+            statement.sql,
+            locked.join(", ")
+        ));
+        if self.fail_at == Some((script.migration.version(), statement.index)) {
+            return Err("the observer refuses".into());
+        }
+        Ok(())
+    }
+
+    fn script_committed(
+        &self,
+        _client: &mut postgres::Client,
+        script: &ScriptRun<'_>,
+        _elapsed: Duration,
+    ) -> Result<(), ObserverError> {
+        self.events.borrow_mut().push(format!(
+            "committed V{} {}",
+            script.migration.version(),
+            script.direction.as_str()
+        ));
+        Ok(())
+    }
+}
+
+fn observed_catalog() -> Catalog {
+    catalog(&[
+        (
+            "V1__t.sql",
+            "-- a table\nCREATE TABLE t (id int);\n\nALTER TABLE t ADD COLUMN note text;\n",
+        ),
+        (
+            "V1__t.down.sql",
+            "ALTER TABLE t DROP COLUMN note;\nDROP TABLE t;\n",
+        ),
+        (
+            "V2__i.sql",
+            "-- ecomind:no-transaction\nCREATE INDEX CONCURRENTLY t_note ON t (note);\n",
+        ),
+        (
+            "V2__i.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY t_note;\n",
+        ),
+    ])
+}
+
+#[test]
+fn the_observer_sees_each_statement_inside_its_transaction_in_both_directions() {
+    let db = database();
+    let actor = actor();
+    let recorder = Recorder::new(None);
+    let opts = MigrateOptions {
+        run: RunOptions {
+            observer: Some(&recorder),
+            ..common::run_options(&actor)
+        },
+        ..options(&actor)
+    };
+    migrate(&mut db.client(), &observed_catalog(), &opts, &mut |_| {}).expect("migrate");
+    let rollback_options = MigrateOptions {
+        target: Target::DownTo(0),
+        ..opts.clone()
+    };
+    migrate(
+        &mut db.client(),
+        &observed_catalog(),
+        &rollback_options,
+        &mut |_| {},
+    )
+    .expect("rollback");
+    assert_eq!(
+        recorder.events(),
+        [
+            "start V1 up transactional=true",
+            // Inside the transaction: the new table stays locked until the commit.
+            "statement V1 up 1/2 line 2 `CREATE TABLE t (id int)` locks [t]",
+            "statement V1 up 2/2 line 4 `ALTER TABLE t ADD COLUMN note text` locks [t]",
+            "committed V1 up",
+            "start V2 up transactional=false",
+            // Outside a transaction, nothing stays locked after the statement.
+            "statement V2 up 1/1 line 2 `CREATE INDEX CONCURRENTLY t_note ON t (note)` locks []",
+            "committed V2 up",
+            "start V2 down transactional=false",
+            "statement V2 down 1/1 line 2 `DROP INDEX CONCURRENTLY t_note` locks []",
+            "committed V2 down",
+            "start V1 down transactional=true",
+            "statement V1 down 1/2 line 1 `ALTER TABLE t DROP COLUMN note` locks [t]",
+            // A dropped table has no pg_class row left to name its lock.
+            "statement V1 down 2/2 line 2 `DROP TABLE t` locks []",
+            "committed V1 down",
+        ]
+    );
+    assert!(applied_versions(&db).is_empty());
+}
+
+#[test]
+fn an_observer_error_rolls_the_migration_back_like_a_failed_statement() {
+    let db = database();
+    let actor = actor();
+    let recorder = Recorder::new(Some((1, 1)));
+    let opts = MigrateOptions {
+        run: RunOptions {
+            observer: Some(&recorder),
+            ..common::run_options(&actor)
+        },
+        ..options(&actor)
+    };
+    let err = migrate(&mut db.client(), &observed_catalog(), &opts, &mut |_| {})
+        .expect_err("the observer stops V1");
+    let message = err.to_string();
+    assert!(matches!(err, Error::MigrationFailed { .. }), "{message}");
+    assert!(
+        message.contains("statement 2 of 2") && message.contains("the observer refuses"),
+        "{message}"
+    );
+    assert!(!table_exists(&db, "t"), "nothing of V1 stays");
+    assert!(applied_versions(&db).is_empty());
+    assert!(!recorder.events().iter().any(|e| e.starts_with("committed")));
 }

@@ -1,12 +1,9 @@
 //! Every migration is reversible: up, down, up again, compared by schema fingerprint, for the
 //! repository's migrations and for a generated catalog of varied ones; and rollback itself.
 
-use std::time::Duration;
-
 use ecomind_migrate::fingerprint::describe;
 use ecomind_migrate::{
-    diff, fingerprint, rollback, Catalog, Error, Fingerprint, RollbackOptions, RollbackReport,
-    RollbackTarget,
+    diff, fingerprint, migrate, Catalog, Error, Fingerprint, MigrateOptions, Report, Target,
 };
 use ecomind_testkit::{database, TestDb};
 
@@ -21,16 +18,14 @@ fn try_up_to(db: &TestDb, catalog: &Catalog, target: Option<i32>) -> Result<(), 
     migrate_to(&mut db.client(), catalog, target)
 }
 
-fn down(db: &TestDb, catalog: &Catalog, to: RollbackTarget) -> Result<RollbackReport, Error> {
+fn down(db: &TestDb, catalog: &Catalog, to: Target) -> Result<Report, Error> {
     let actor = actor();
-    let options = RollbackOptions {
-        to,
-        lock_wait: Duration::from_secs(30),
-        lock_timeout: None,
-        statement_timeout: None,
-        actor: &actor,
+    let options = MigrateOptions {
+        target: to,
+        allow_out_of_order: false,
+        run: common::run_options(&actor),
     };
-    rollback(&mut db.client(), catalog, &options, &mut |_| {})
+    migrate(&mut db.client(), catalog, &options, &mut |_| {})
 }
 
 fn fp(db: &TestDb) -> Fingerprint {
@@ -50,10 +45,10 @@ fn roundtrip(catalog: &Catalog) -> Result<usize, String> {
         if first_up == before {
             return Err(format!("{file}: the fingerprint does not see its change"));
         }
-        let report = down(&db, catalog, RollbackTarget::Steps(1))
+        let report = down(&db, catalog, Target::DownSteps(1))
             .map_err(|e| format!("{} down: {e}", m.down_file_name()))?;
-        assert_eq!(report.reverted.len(), 1, "{file}");
-        assert_eq!(report.reverted[0].transactional, m.is_down_transactional());
+        assert_eq!(report.steps.len(), 1, "{file}");
+        assert_eq!(report.steps[0].transactional, m.is_down_transactional());
         let after_down = fp(&db);
         let differences = diff(&before, &after_down);
         if !differences.is_empty() {
@@ -496,9 +491,9 @@ fn rollback_to_v1_and_up_again_keeps_the_rows_of_v1_tables() {
     let before = v1_content(&db);
     assert!(before.iter().all(|(_, rows, _)| *rows > 0), "{before:?}");
 
-    let report = down(&db, &catalog, RollbackTarget::ToVersion(1)).expect("rollback to V1");
+    let report = down(&db, &catalog, Target::DownTo(1)).expect("rollback to V1");
     let reverted: Vec<(i32, bool)> = report
-        .reverted
+        .steps
         .iter()
         .map(|s| (s.version, s.transactional))
         .collect();
@@ -572,7 +567,7 @@ fn rollback_refuses_to_pass_an_irreversible_migration_before_running_anything() 
         None,
     );
     up_to(&db, &catalog, None);
-    let err = down(&db, &catalog, RollbackTarget::ToVersion(1)).expect_err("V2 is irreversible");
+    let err = down(&db, &catalog, Target::DownTo(1)).expect_err("V2 is irreversible");
     let message = err.to_string();
     assert!(
         matches!(err, Error::Irreversible { version: 2, .. }),
@@ -589,11 +584,11 @@ fn rollback_refuses_to_pass_an_irreversible_migration_before_running_anything() 
     );
     assert!(table_exists(&db, "c"), "V3 was not reverted either");
 
-    let report = down(&db, &catalog, RollbackTarget::ToVersion(2)).expect("down to V2 is fine");
-    assert_eq!(report.reverted.len(), 1);
+    let report = down(&db, &catalog, Target::DownTo(2)).expect("down to V2 is fine");
+    assert_eq!(report.steps.len(), 1);
     assert_eq!(applied_versions(&db), vec![1, 2]);
     assert!(!table_exists(&db, "c"));
-    let err = down(&db, &catalog, RollbackTarget::Steps(1)).expect_err("V2 again");
+    let err = down(&db, &catalog, Target::DownSteps(1)).expect_err("V2 again");
     assert!(
         matches!(err, Error::Irreversible { version: 2, .. }),
         "{err}"
@@ -605,16 +600,16 @@ fn rollback_checks_its_target_and_the_history_first() {
     let db = database();
     let catalog = small_catalog("CREATE TABLE b (id int);", Some("DROP TABLE b;"));
     // Nothing applied: rolling back to 0 does nothing, anything else is refused.
-    let report = down(&db, &catalog, RollbackTarget::ToVersion(0)).expect("nothing to do");
-    assert!(report.reverted.is_empty() && report.head.is_none());
+    let report = down(&db, &catalog, Target::DownTo(0)).expect("nothing to do");
+    assert!(report.steps.is_empty() && report.head.is_none());
     up_to(&db, &catalog, None);
-    let err = down(&db, &catalog, RollbackTarget::ToVersion(7)).expect_err("not applied");
+    let err = down(&db, &catalog, Target::DownTo(7)).expect_err("not applied");
     assert!(
         err.to_string()
             .contains("version 7 is not applied (applied: 1, 2, 3)"),
         "{err}"
     );
-    let err = down(&db, &catalog, RollbackTarget::Steps(4)).expect_err("too many");
+    let err = down(&db, &catalog, Target::DownSteps(4)).expect_err("too many");
     assert!(
         matches!(
             err,
@@ -626,18 +621,18 @@ fn rollback_checks_its_target_and_the_history_first() {
         "{err}"
     );
     let changed = small_catalog("CREATE TABLE b (id bigint);", Some("DROP TABLE b;"));
-    let err = down(&db, &changed, RollbackTarget::Steps(1)).expect_err("V2's file changed");
+    let err = down(&db, &changed, Target::DownSteps(1)).expect_err("V2's file changed");
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     assert_eq!(
         applied_versions(&db),
         vec![1, 2, 3],
         "nothing was rolled back"
     );
-    let report = down(&db, &catalog, RollbackTarget::ToVersion(3)).expect("already there");
-    assert!(report.reverted.is_empty());
+    let report = down(&db, &catalog, Target::DownTo(3)).expect("already there");
+    assert!(report.steps.is_empty());
     assert_eq!(report.head, Some(3));
-    let report = down(&db, &catalog, RollbackTarget::ToVersion(0)).expect("everything");
-    assert_eq!(report.reverted.len(), 3);
+    let report = down(&db, &catalog, Target::DownTo(0)).expect("everything");
+    assert_eq!(report.steps.len(), 3);
     assert_eq!(report.head, None);
     assert!(applied_versions(&db).is_empty());
     assert!(!table_exists(&db, "a"));
@@ -651,14 +646,14 @@ fn a_failing_down_is_undone_and_its_migration_stays_applied() {
         Some("DROP TABLE b;\nDROP TABLE no_such_table;"),
     );
     up_to(&db, &catalog, None);
-    let err = down(&db, &catalog, RollbackTarget::ToVersion(1)).expect_err("V2's down fails");
+    let err = down(&db, &catalog, Target::DownTo(1)).expect_err("V2's down fails");
     let message = err.to_string();
-    assert!(matches!(err, Error::RollbackFailed { .. }), "{message}");
+    assert!(matches!(err, Error::MigrationFailed { .. }), "{message}");
     assert!(message.contains("V2__b.down.sql"), "{message}");
     assert!(message.contains("statement 2 of 2"), "{message}");
     assert!(message.contains("no_such_table"), "{message}");
-    let partial = err.partial_rollback_report().expect("what was reverted");
-    assert_eq!(partial.reverted.len(), 1, "V3 was reverted first");
+    let partial = err.partial_report().expect("what was reverted");
+    assert_eq!(partial.steps.len(), 1, "V3 was reverted first");
     assert_eq!(partial.head, Some(2));
     assert_eq!(applied_versions(&db), vec![1, 2]);
     assert!(table_exists(&db, "b"), "V2's down was undone as a whole");

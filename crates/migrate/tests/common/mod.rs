@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ecomind_migrate::{migrate, Actor, Catalog, Error, MigrateOptions};
+use ecomind_migrate::{migrate, Actor, Catalog, Error, MigrateOptions, RunOptions, Target};
 use ecomind_testkit::TestDb;
 
 /// The actor every test records in the event log.
@@ -56,12 +56,20 @@ pub fn table_exists(db: &TestDb, name: &str) -> bool {
 /// server's own timeouts.
 pub fn options(actor: &Actor) -> MigrateOptions<'_> {
     MigrateOptions {
-        target: None,
+        target: Target::Latest,
+        allow_out_of_order: false,
+        run: run_options(actor),
+    }
+}
+
+/// How the tests run scripts: a generous lock wait, the server's own timeouts, no observer.
+pub fn run_options(actor: &Actor) -> RunOptions<'_> {
+    RunOptions {
         lock_wait: Duration::from_secs(30),
         lock_timeout: None,
         statement_timeout: None,
-        allow_out_of_order: false,
         actor,
+        observer: None,
     }
 }
 
@@ -73,7 +81,7 @@ pub fn migrate_to(
 ) -> Result<(), Error> {
     let actor = actor();
     let options = MigrateOptions {
-        target,
+        target: target.map_or(Target::Latest, Target::UpTo),
         ..options(&actor)
     };
     migrate(client, catalog, &options, &mut |_| {}).map(|_| ())

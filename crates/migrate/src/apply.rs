@@ -1,0 +1,271 @@
+//! The apply loop, one for both directions: `migrate` runs up files oldest first to go up, or
+//! down files newest first to go down (a rollback), each script committed with its history
+//! change, the caller told of each step and the observer (if any) of each statement.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use serde::ser::SerializeMap;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Migration};
+use crate::history::{self, Actor, AppliedMigration};
+use crate::observe::{Direction, Observer};
+use crate::rollback::{self, RollbackTarget};
+use crate::script::{Failure, Runner, Script};
+use crate::session::Session;
+use crate::{lock, plan, Error};
+
+/// Where a run takes the database, and so which way it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Up: apply everything pending.
+    Latest,
+    /// Up: apply everything pending up to and including this version.
+    UpTo(i32),
+    /// Down: revert every applied migration above this version; 0 reverts them all.
+    DownTo(i32),
+    /// Down: revert this many of the newest applied migrations.
+    DownSteps(usize),
+}
+
+impl Target {
+    /// Which way a run to this target goes.
+    pub fn direction(self) -> Direction {
+        match self {
+            Target::Latest | Target::UpTo(_) => Direction::Up,
+            Target::DownTo(_) | Target::DownSteps(_) => Direction::Down,
+        }
+    }
+}
+
+/// How to migrate, up or down. Every safety-relevant choice is explicit: there is no
+/// `Default`. Whether the environment allows going down and whether a human confirmed it is
+/// the caller's business.
+#[derive(Clone, Debug)]
+pub struct MigrateOptions<'a> {
+    /// Where to take the database.
+    pub target: Target,
+    /// Going up, apply a never-applied migration whose version is below the applied head
+    /// instead of refusing. Going down, such a file is never touched, so it does not matter.
+    pub allow_out_of_order: bool,
+    /// How to run the scripts.
+    pub run: RunOptions<'a>,
+}
+
+/// How to run scripts, in either direction: the lock wait, the policy's timeouts, who runs
+/// them and who watches. There is no `Default`.
+#[derive(Clone, Debug)]
+pub struct RunOptions<'a> {
+    /// How long to wait for another run's migration lock before giving up.
+    pub lock_wait: Duration,
+    /// `lock_timeout` for the migration statements; `None` keeps the server's setting.
+    pub lock_timeout: Option<Duration>,
+    /// `statement_timeout` for the migration statements; `None` keeps the server's setting.
+    pub statement_timeout: Option<Duration>,
+    /// Recorded in the event log.
+    pub actor: &'a Actor,
+    /// Told of each script and statement (the dry-run); `None` for a plain run.
+    pub observer: Option<&'a dyn Observer>,
+}
+
+/// What the engine tells its caller while it works, in either direction; the caller decides
+/// how to show it.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The plan is known: these migrations will be applied (oldest first) or reverted
+    /// (newest first).
+    Planned(Direction, &'a [&'a Migration]),
+    /// A script starts.
+    Started(&'a Migration),
+    /// A script is done and recorded, after this long.
+    Done(&'a Migration, Duration),
+}
+
+/// One migration applied or reverted by a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppliedStep {
+    /// The version.
+    pub version: i32,
+    /// The name.
+    pub name: String,
+    /// Wall time from start to commit.
+    pub duration_ms: f64,
+    /// False when it ran outside a transaction.
+    pub transactional: bool,
+}
+
+/// What a run did, in either direction. In JSON its steps are `applied` (up) or `reverted`
+/// (down), next to `head`.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Up for `migrate`, down for `rollback`.
+    pub direction: Direction,
+    /// The migrations this run applied (oldest first) or reverted (newest first).
+    pub steps: Vec<AppliedStep>,
+    /// The highest applied version once the run ended; `None` when nothing is applied.
+    pub head: Option<i32>,
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.direction.done(), &self.steps)?;
+        map.serialize_entry("head", &self.head)?;
+        map.end()
+    }
+}
+
+/// Applies pending migrations (or reverts applied ones) under the migration lock, each
+/// committed together with its history change and its event-log row. Everything that would
+/// stop the run half way for a reason known in advance (divergence, an irreversible migration,
+/// an unreachable target) is refused before the first script runs.
+pub fn migrate(
+    client: &mut Client,
+    catalog: &Catalog,
+    options: &MigrateOptions<'_>,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Report, Error> {
+    if let Target::UpTo(target) = options.target {
+        if catalog.get(target).is_none() {
+            return Err(Error::UnknownTarget(target));
+        }
+    }
+    lock::holding(client, options.run.lock_wait, |client| {
+        let direction = options.target.direction();
+        if direction == Direction::Up {
+            history::ensure_tables(client)?;
+        }
+        let applied = history::read(client)?;
+        let steps = match options.target {
+            Target::Latest => pending(catalog, &applied, None, options.allow_out_of_order)?,
+            Target::UpTo(to) => pending(catalog, &applied, Some(to), options.allow_out_of_order)?,
+            Target::DownTo(to) => rollback::plan(catalog, &applied, RollbackTarget::ToVersion(to))?,
+            Target::DownSteps(n) => rollback::plan(catalog, &applied, RollbackTarget::Steps(n))?,
+        };
+        options
+            .run
+            .apply(direction, client, &steps, &applied, on_progress)
+    })
+}
+
+/// The migrations a run up to `target` (everything when `None`) applies, oldest first.
+fn pending<'c>(
+    catalog: &'c Catalog,
+    applied: &[AppliedMigration],
+    target: Option<i32>,
+    allow_out_of_order: bool,
+) -> Result<Vec<&'c Migration>, Error> {
+    let (mut pending, problems) = plan::plan(catalog, applied, allow_out_of_order);
+    if !problems.is_empty() {
+        return Err(Error::Diverged(problems));
+    }
+    let head = applied.iter().map(|a| a.version).max();
+    if let (Some(target), Some(head)) = (target, head) {
+        if target < head {
+            return Err(Error::TargetBelowHead { head, target });
+        }
+    }
+    if let Some(target) = target {
+        pending.retain(|m| m.version() <= target);
+    }
+    Ok(pending)
+}
+
+impl RunOptions<'_> {
+    /// Runs the scripts of `steps` in order (up files for `Up`, down files for `Down`) on a
+    /// database where `applied` are applied. The plan has been checked; the lock is held.
+    pub(crate) fn apply(
+        &self,
+        direction: Direction,
+        client: &mut Client,
+        steps: &[&Migration],
+        applied: &[AppliedMigration],
+        on_progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Report, Error> {
+        let mut applied: BTreeSet<i32> = applied.iter().map(|a| a.version).collect();
+        let mut report = Report {
+            direction,
+            steps: Vec::new(),
+            head: applied.last().copied(),
+        };
+        on_progress(Progress::Planned(direction, steps));
+        if steps.is_empty() {
+            return Ok(report);
+        }
+        if direction == Direction::Down {
+            history::ensure_tables(client)?;
+        }
+        let session = Session::establish(client, self.lock_timeout, self.statement_timeout)?;
+        let runner = Runner {
+            session: &session,
+            actor: self.actor,
+            observer: self.observer,
+        };
+        for &migration in steps {
+            on_progress(Progress::Started(migration));
+            let script = Script {
+                migration,
+                direction,
+            };
+            if let Some(observer) = self.observer {
+                if let Err(e) = observer.script_starting(client, &script.run_info()) {
+                    let detail = format!("the observer stopped the run before it started: {e}");
+                    return Err(into_error(Failure::Observer(detail), &script, report));
+                }
+            }
+            let started = Instant::now();
+            if let Err(failure) = runner.run(client, &script) {
+                return Err(into_error(failure, &script, report));
+            }
+            let took = started.elapsed();
+            match direction {
+                Direction::Up => applied.insert(migration.version()),
+                Direction::Down => applied.remove(&migration.version()),
+            };
+            report.steps.push(AppliedStep {
+                version: migration.version(),
+                name: migration.name().to_owned(),
+                duration_ms: took.as_secs_f64() * 1000.0,
+                transactional: script.is_transactional(),
+            });
+            report.head = applied.last().copied();
+            if let Some(observer) = self.observer {
+                if let Err(e) = observer.script_committed(client, &script.run_info(), took) {
+                    let detail = format!(
+                        "the observer stopped the run after it was committed (it stays {}): {e}",
+                        direction.done()
+                    );
+                    return Err(into_error(Failure::Observer(detail), &script, report));
+                }
+            }
+            on_progress(Progress::Done(migration, took));
+        }
+        Ok(report)
+    }
+}
+
+/// Turns a script's failure into the error that carries what the run did before it.
+fn into_error(failure: Failure, script: &Script<'_>, report: Report) -> Error {
+    let file = script.file_name();
+    match failure {
+        Failure::Engine(e) => e,
+        Failure::RolledBack(detail) => Error::MigrationFailed {
+            file,
+            detail,
+            report,
+        },
+        Failure::HalfApplied { detail, state } => Error::HalfApplied {
+            file,
+            detail,
+            state,
+            report,
+        },
+        Failure::Observer(detail) => Error::Observer {
+            file,
+            detail,
+            report,
+        },
+    }
+}

@@ -1,0 +1,440 @@
+//! Running one script, up or down: in one transaction together with its history change, or
+//! statement by statement outside a transaction and then recorded. Up and down run through the
+//! same code, as the file's directive says.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::catalog::Migration;
+use crate::classify::classify;
+use crate::history::{self, Actor, EventRow};
+use crate::observe::{Direction, Observer, ScriptRun, StatementRun};
+use crate::plan::{invalid_indexes, InvalidIndex};
+use crate::session::Session;
+use crate::{split, Error};
+
+/// One script to run: a migration's up file, or its down file.
+pub(crate) struct Script<'m> {
+    pub migration: &'m Migration,
+    pub direction: Direction,
+}
+
+impl Script<'_> {
+    fn sql(&self) -> &str {
+        match self.direction {
+            Direction::Up => self.migration.up_sql(),
+            // Rollback refuses irreversible migrations before it runs anything.
+            Direction::Down => self.migration.down_sql().unwrap_or_default(),
+        }
+    }
+
+    pub fn file_name(&self) -> String {
+        match self.direction {
+            Direction::Up => self.migration.file_name(),
+            Direction::Down => self.migration.down_file_name(),
+        }
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        match self.direction {
+            Direction::Up => self.migration.is_transactional(),
+            Direction::Down => self.migration.is_down_transactional(),
+        }
+    }
+
+    /// What the observer is told about this script.
+    pub fn run_info(&self) -> ScriptRun<'_> {
+        ScriptRun {
+            migration: self.migration,
+            direction: self.direction,
+            transactional: self.is_transactional(),
+        }
+    }
+
+    fn statements(&self) -> Result<Vec<split::Statement<'_>>, Failure> {
+        split::statements(self.sql()).map_err(|e| {
+            Failure::Engine(Error::InvalidCatalog {
+                file: self.file_name(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Records the script's effect in the history and the event log, then commits: the
+    /// inserts travel with the `COMMIT` in one round trip. The caller has begun the transaction.
+    fn record_and_commit(
+        &self,
+        client: &mut Client,
+        actor: &Actor,
+        elapsed: Duration,
+        restore: Option<&str>,
+    ) -> Result<(), Error> {
+        let m = self.migration;
+        let event = history::event_sql(
+            actor,
+            &EventRow {
+                version: m.version(),
+                name: m.name(),
+                direction: self.direction.as_str(),
+                outcome: "applied",
+                elapsed,
+                error: None,
+                detail: None,
+            },
+        );
+        let restore = restore.unwrap_or_default();
+        let batch = match self.direction {
+            Direction::Up => format!(
+                "{restore}{};\n{event};\nCOMMIT",
+                history::applied_sql(m.version(), m.name(), m.checksum())
+            ),
+            Direction::Down => {
+                if !restore.is_empty() {
+                    client.batch_execute(restore).map_err(Error::db(
+                        "cannot restore the session to record the migration",
+                    ))?;
+                }
+                // The deletion must remove exactly one row, which only a separate query can tell.
+                history::record_reverted(client, m.version())?;
+                format!("{event};\nCOMMIT")
+            }
+        };
+        client.batch_execute(&batch).map_err(Error::db(
+            "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
+        ))
+    }
+}
+
+/// What every script of one run shares: the session, who runs it, and the observer.
+pub(crate) struct Runner<'a> {
+    pub session: &'a Session,
+    pub actor: &'a Actor,
+    pub observer: Option<&'a dyn Observer>,
+}
+
+/// Why one script did not run, before it is turned into an [`Error`] with the report.
+pub(crate) enum Failure {
+    Engine(Error),
+    RolledBack(String),
+    HalfApplied { detail: String, state: String },
+    Observer(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+/// Sent with a transactional script's first statement, after the session reset, so neither costs
+/// a round trip of its own.
+const BEGIN: &str = "BEGIN; ";
+
+/// Ends a transaction that failed part way. Best effort: when the connection is gone, the server
+/// has rolled it back already.
+fn roll_back(client: &mut Client) {
+    let _ = client.batch_execute("ROLLBACK");
+}
+
+/// Why a statement failed: the server's error, or the observer's after the statement succeeded.
+enum StatementError {
+    Server(postgres::Error, usize),
+    Observer(String),
+}
+
+impl Runner<'_> {
+    /// Runs one script, in a transaction together with its history change, or statement by
+    /// statement outside a transaction and then records it.
+    pub fn run(&self, client: &mut Client, script: &Script<'_>) -> Result<(), Failure> {
+        if script.is_transactional() {
+            self.run_in_transaction(client, script)
+        } else {
+            self.run_outside_transaction(client, script)
+        }
+    }
+
+    /// Tells the observer, if any, that a statement succeeded.
+    fn observe(
+        &self,
+        client: &mut Client,
+        script: &Script<'_>,
+        index: usize,
+        total: usize,
+        statement: &split::Statement<'_>,
+        duration: Duration,
+    ) -> Result<(), String> {
+        let Some(observer) = self.observer else {
+            return Ok(());
+        };
+        let run = StatementRun {
+            index,
+            total,
+            line: statement.line,
+            sql: statement.sql,
+            duration,
+        };
+        observer
+            .statement_done(client, &script.run_info(), &run)
+            .map_err(|e| format!("the observer failed after it: {e}"))
+    }
+
+    fn run_in_transaction(&self, client: &mut Client, script: &Script<'_>) -> Result<(), Failure> {
+        let statements = script.statements()?;
+        if statements.is_empty() {
+            return Err(Failure::Engine(Error::InvalidCatalog {
+                file: script.file_name(),
+                reason: "it has no SQL statement".to_owned(),
+            }));
+        }
+        let started = Instant::now();
+        let touched = statements.iter().any(|s| classify(s.sql).session_change);
+        let reset = self.session.take_reset().unwrap_or_default();
+        let total = statements.len();
+        // Each statement is its own round trip so a failure names its statement; the
+        // transaction spans them all, and the history and event rows commit with it.
+        for (index, statement) in statements.iter().enumerate() {
+            let (sent, prefix_chars) = if index == 0 {
+                let prefix = format!("{reset}{BEGIN}");
+                let chars = prefix.chars().count();
+                (Cow::Owned(prefix + statement.sql), chars)
+            } else {
+                (Cow::Borrowed(statement.sql), 0)
+            };
+            let sent_at = Instant::now();
+            let result = client
+                .batch_execute(&sent)
+                .map_err(|e| StatementError::Server(e, prefix_chars))
+                .and_then(|()| {
+                    self.observe(client, script, index, total, statement, sent_at.elapsed())
+                        .map_err(StatementError::Observer)
+                });
+            if let Err(e) = result {
+                let detail = describe(index, total, statement, &e);
+                // Nothing of this script stays.
+                roll_back(client);
+                record_failure(client, script, self.actor, started.elapsed(), &detail);
+                return Err(Failure::RolledBack(detail));
+            }
+        }
+        if let Err(e) = script.record_and_commit(
+            client,
+            self.actor,
+            started.elapsed(),
+            touched.then_some(self.session.restore_in_transaction.as_str()),
+        ) {
+            roll_back(client);
+            return Err(Failure::Engine(e));
+        }
+        self.session.set_dirty(touched);
+        Ok(())
+    }
+
+    fn run_outside_transaction(
+        &self,
+        client: &mut Client,
+        script: &Script<'_>,
+    ) -> Result<(), Failure> {
+        let statements = script.statements()?;
+        let before = invalid_indexes(client)?;
+        let left_over: Vec<InvalidIndex> = before.into_iter().filter(|i| !i.being_built).collect();
+        if !left_over.is_empty() {
+            return Err(Failure::Engine(Error::InvalidIndexes(left_over)));
+        }
+        if let Some(reset) = self.session.take_reset() {
+            client
+                .batch_execute(reset)
+                .map_err(Error::db("cannot set up the migration session"))?;
+        }
+        let touched = statements.iter().any(|s| classify(s.sql).session_change);
+        // Even a failed script may have changed the session before it failed.
+        self.session.set_dirty(touched);
+        let started = Instant::now();
+        let total = statements.len();
+        for (index, statement) in statements.iter().enumerate() {
+            // One statement per simple query: a multi-statement query would run in an implicit
+            // transaction block, where CREATE INDEX CONCURRENTLY is refused. A CONCURRENTLY
+            // statement runs without lock_timeout (statement_timeout still bounds it); it takes
+            // no lock that blocks reads or writes.
+            let concurrent = classify(statement.sql).waits_by_design();
+            let sent_at = Instant::now();
+            let result = (|| {
+                if concurrent {
+                    client.batch_execute("SET lock_timeout = 0")?;
+                }
+                client.batch_execute(statement.sql)?;
+                if concurrent {
+                    client.batch_execute(&self.session.lock_timeout)?;
+                }
+                Ok::<(), postgres::Error>(())
+            })()
+            .map_err(|e| StatementError::Server(e, 0))
+            .and_then(|()| {
+                self.observe(client, script, index, total, statement, sent_at.elapsed())
+                    .map_err(StatementError::Observer)
+            });
+            if let Err(e) = result {
+                // A statement the observer stopped after did complete.
+                let completed = match e {
+                    StatementError::Server(..) => index,
+                    StatementError::Observer(_) => index + 1,
+                };
+                let detail = describe(index, total, statement, &e);
+                let left = invalid_indexes(client).unwrap_or_default();
+                let state = half_done_state(completed, total, &left, script.direction);
+                record_failure(client, script, self.actor, started.elapsed(), &detail);
+                return Err(Failure::HalfApplied { detail, state });
+            }
+        }
+        // Every statement is applied from here on: any failure leaves the script applied but not
+        // recorded, which is half-done (exit 4), not a plain error.
+        let recorded = (|| {
+            let left: Vec<InvalidIndex> = invalid_indexes(client)?
+                .into_iter()
+                .filter(|i| !i.being_built)
+                .collect();
+            if !left.is_empty() {
+                return Err(Error::InvalidIndexes(left));
+            }
+            client
+                .batch_execute("BEGIN")
+                .map_err(Error::db("cannot begin a transaction"))?;
+            script.record_and_commit(
+                client,
+                self.actor,
+                started.elapsed(),
+                touched.then_some(self.session.restore_in_transaction.as_str()),
+            )
+        })();
+        if let Err(e) = recorded {
+            roll_back(client);
+            let detail = format!("all {total} statement(s) succeeded, then: {e}");
+            let left = invalid_indexes(client).unwrap_or_default();
+            let state = half_done_state(total, total, &left, script.direction);
+            record_failure(client, script, self.actor, started.elapsed(), &detail);
+            return Err(Failure::HalfApplied { detail, state });
+        }
+        Ok(())
+    }
+}
+
+fn half_done_state(
+    completed: usize,
+    total: usize,
+    invalid: &[InvalidIndex],
+    direction: Direction,
+) -> String {
+    let (recorded, command) = match direction {
+        Direction::Up => ("it is not recorded as applied", "migrate"),
+        Direction::Down => ("the migration stays recorded as applied", "rollback"),
+    };
+    let mut out =
+        format!("{completed} of {total} statement(s) completed and stay applied; {recorded}");
+    let invalid: Vec<String> = invalid
+        .iter()
+        .filter(|i| !i.being_built)
+        .map(|i| i.to_string())
+        .collect();
+    if invalid.is_empty() {
+        out.push_str(&format!(
+            ". Undo or finish those statements by hand (or make the file safe to rerun), then run {command} again"
+        ));
+    } else {
+        out.push_str(&format!(
+            ". It left invalid indexes: {}. Run `repair` (or DROP INDEX CONCURRENTLY them), then run {command} again",
+            invalid.join(", ")
+        ));
+    }
+    out
+}
+
+/// Writes the failed attempt to the event log, outside the rolled-back transaction.
+/// Best effort: the connection may be the thing that failed.
+fn record_failure(
+    client: &mut Client,
+    script: &Script<'_>,
+    actor: &Actor,
+    elapsed: Duration,
+    detail: &str,
+) {
+    let _ = history::record_event(
+        client,
+        actor,
+        &EventRow {
+            version: script.migration.version(),
+            name: script.migration.name(),
+            direction: script.direction.as_str(),
+            outcome: "failed",
+            elapsed,
+            error: Some(detail),
+            detail: None,
+        },
+    );
+}
+
+/// "statement 2 of 3 (line 7: `ALTER TABLE ...`): the server's message".
+pub(crate) fn describe_failure(
+    index: usize,
+    total: usize,
+    statement: &split::Statement<'_>,
+    error: &postgres::Error,
+) -> String {
+    describe_server(index, total, statement, error, 0)
+}
+
+fn describe(
+    index: usize,
+    total: usize,
+    statement: &split::Statement<'_>,
+    error: &StatementError,
+) -> String {
+    match error {
+        StatementError::Server(error, prefix_chars) => {
+            describe_server(index, total, statement, error, *prefix_chars)
+        }
+        StatementError::Observer(message) => {
+            describe_at(index, total, statement.line, statement.sql, message)
+        }
+    }
+}
+
+/// As [`describe_failure`], for a statement sent after `prefix_chars` characters of something else.
+fn describe_server(
+    index: usize,
+    total: usize,
+    statement: &split::Statement<'_>,
+    error: &postgres::Error,
+    prefix_chars: usize,
+) -> String {
+    let mut line = statement.line;
+    if let Some(postgres::error::ErrorPosition::Original(pos)) =
+        error.as_db_error().and_then(|d| d.position())
+    {
+        let within = (*pos as usize).saturating_sub(prefix_chars);
+        let upto: String = statement.sql.chars().take(within).collect();
+        line += upto.matches('\n').count();
+    }
+    describe_at(index, total, line, statement.sql, &crate::db_message(error))
+}
+
+fn describe_at(index: usize, total: usize, line: usize, sql: &str, message: &str) -> String {
+    format!(
+        "statement {} of {} (line {}: `{}`): {}",
+        index + 1,
+        total,
+        line,
+        abbreviate(sql),
+        message
+    )
+}
+
+fn abbreviate(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 100 {
+        let head: String = flat.chars().take(97).collect();
+        format!("{head}...")
+    } else {
+        flat
+    }
+}

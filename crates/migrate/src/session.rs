@@ -1,0 +1,98 @@
+//! The migration session: the settings every engine connection starts with, and the state every
+//! script starts from, restored after a script that may have changed it.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use postgres::Client;
+
+use crate::Error;
+
+/// Session settings for every engine connection, sent before the migration lock is taken.
+pub(crate) fn prepare(client: &mut Client) -> Result<(), Error> {
+    if server_version(client)? >= 140000 {
+        client
+            .batch_execute(CONNECTION_CHECK)
+            .map_err(Error::db("cannot set client_connection_check_interval"))?;
+    }
+    Ok(())
+}
+
+/// The session state every script starts from. It is restored after a script that may have
+/// changed it, so what one migration sets for the session (search_path, role, timeouts) never
+/// leaks into the next: a migration behaves the same whether it runs alone or after others.
+pub(crate) struct Session {
+    /// Restores the state; sent ahead of the next script when the last one touched it.
+    reset: String,
+    /// Restores the policy's lock_timeout after a CONCURRENTLY statement.
+    pub(crate) lock_timeout: String,
+    /// Restores role, search_path and the policy's timeouts for the rest of a transaction, so a
+    /// script's own SET LOCAL cannot decide who writes the history rows, where, or how long
+    /// they may take.
+    pub(crate) restore_in_transaction: String,
+    /// True when the last script may have changed the session.
+    dirty: Cell<bool>,
+}
+
+impl Session {
+    /// Computes the state from the policy's timeouts (`None` keeps the server's setting) and
+    /// applies it.
+    pub(crate) fn establish(
+        client: &mut Client,
+        lock_timeout: Option<Duration>,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Session, Error> {
+        let lock_timeout_value = lock_timeout;
+        let lock_timeout = match lock_timeout {
+            Some(t) => format!("SET lock_timeout = {}", t.as_millis()),
+            None => "RESET lock_timeout".to_owned(),
+        };
+        let mut reset =
+            format!("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; {lock_timeout}; ");
+        if server_version(client)? >= 140000 {
+            reset.push_str(CONNECTION_CHECK);
+        }
+        if let Some(t) = statement_timeout {
+            reset.push_str(&format!("SET statement_timeout = {}; ", t.as_millis()));
+        }
+        client
+            .batch_execute(&reset)
+            .map_err(Error::db("cannot set up the migration session"))?;
+        let local = |name: &str, value: Option<Duration>| match value {
+            Some(t) => format!("SET LOCAL {name} = {}; ", t.as_millis()),
+            None => format!("SET LOCAL {name} TO DEFAULT; "),
+        };
+        let restore_in_transaction = format!(
+            "RESET ROLE; SET LOCAL search_path TO DEFAULT; {}{}\n",
+            local("lock_timeout", lock_timeout_value),
+            local("statement_timeout", statement_timeout)
+        );
+        Ok(Session {
+            reset,
+            lock_timeout,
+            restore_in_transaction,
+            dirty: Cell::new(false),
+        })
+    }
+
+    /// The reset to send ahead of the next script, if the last one may have changed the session.
+    pub(crate) fn take_reset(&self) -> Option<&str> {
+        self.dirty.replace(false).then_some(self.reset.as_str())
+    }
+
+    /// Notes whether the script that just ran may have changed the session.
+    pub(crate) fn set_dirty(&self, touched: bool) {
+        self.dirty.set(touched);
+    }
+}
+
+/// If this process dies mid-migration, the server notices within a second, rolls the migration
+/// back and frees the migration lock, instead of finishing a long statement first (PostgreSQL 14+).
+const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '1s'; ";
+
+fn server_version(client: &mut Client) -> Result<i32, Error> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .map_err(Error::db("cannot read the server version"))?
+        .get(0))
+}
