@@ -13,12 +13,21 @@ pub fn run(
     tally: &mut crate::Tally,
 ) -> Result<(), String> {
     let mut cmd = Command::new(crate::cargo());
-    cmd.args(["build", "--quiet", "--package", "ecomind-db", "--package", "ecomind-ci"]);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--package",
+        "ecomind-db",
+        "--package",
+        "ecomind-ci",
+    ]);
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run cargo to build the cells: {e}"))?;
     if !status.success() {
-        return Err(format!("building ecomind-db and ecomind-ci failed ({status})"));
+        return Err(format!(
+            "building ecomind-db and ecomind-ci failed ({status})"
+        ));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -38,13 +47,15 @@ pub fn run(
     }
     for (major, dir) in debian_majors() {
         if pg.is_none_or(|pg| pg == major) {
-            cmd.arg("--postgres").arg(format!("{major}={}", dir.display()));
+            cmd.arg("--postgres")
+                .arg(format!("{major}={}", dir.display()));
         }
     }
     for (major, version) in crate::majors::listed(root)? {
         if pg.is_none_or(|pg| pg == major) {
             let dir = crate::majors::unpack(&crate::majors::cache(), &version)?;
-            cmd.arg("--postgres").arg(format!("{major}={}", dir.display()));
+            cmd.arg("--postgres")
+                .arg(format!("{major}={}", dir.display()));
         }
     }
     tally.run("matrix cells", &mut cmd)
@@ -57,7 +68,12 @@ fn debian_majors() -> Vec<(String, PathBuf)> {
     };
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().join("bin")))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path().join("bin"),
+            )
+        })
         .filter(|(_, bin)| bin.join("postgres").is_file())
         .collect();
     found.sort();

@@ -187,18 +187,21 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn ci(root: &Path, args: &[String]) -> Result<(), String> {
     let started = std::time::Instant::now();
     let (pg, env) = (flag(args, "--pg"), flag(args, "--env"));
-    if let Some(unknown) = args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| {
-            !matches!(a.as_str(), "--pg" | "--env" | "--no-cells")
-                && !(*i > 0 && matches!(args[i - 1].as_str(), "--pg" | "--env"))
-        })
-        .map(|(_, a)| a)
-    {
-        return Err(format!(
-            "unknown argument `{unknown}` for ci; it takes --pg N, --env E or --no-cells"
-        ));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--pg" | "--env" => {
+                if rest.next().is_none() {
+                    return Err(format!("{arg} needs a value"));
+                }
+            }
+            "--no-cells" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}` for ci; it takes --pg N, --env E or --no-cells"
+                ))
+            }
+        }
     }
     if pg.is_some() || env.is_some() {
         let mut tally = Tally::default();
@@ -274,10 +277,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
     } else {
         Ok(())
     };
-    println!(
-        "ci: finished in {:.0}s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("ci: finished in {:.0}s", started.elapsed().as_secs_f64());
     // One plain closing line with every test counted, whatever the last test binary printed.
     println!("ci: {} passed, {} failed", tally.passed, tally.failed);
     main_run.and(majors_run).and(cells_run)

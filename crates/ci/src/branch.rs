@@ -48,10 +48,18 @@ pub fn check_branch_versions(root: &Path) -> Result<BranchCheck, Error> {
         return Ok(check);
     }
     let Some(main) = ["origin/main", "main"].into_iter().find(|r| {
-        git(root, &["rev-parse", "--verify", "--quiet", &format!("{r}^{{commit}}")])
-            .ok()
-            .flatten()
-            .is_some()
+        git(
+            root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{r}^{{commit}}"),
+            ],
+        )
+        .ok()
+        .flatten()
+        .is_some()
     }) else {
         return Ok(check);
     };
@@ -63,7 +71,14 @@ pub fn check_branch_versions(root: &Path) -> Result<BranchCheck, Error> {
     check.main_head = tree.lines().filter_map(version_of).max();
     let committed = git(
         root,
-        &["diff", "--name-only", "--diff-filter=A", base, "--", "migrations/"],
+        &[
+            "diff",
+            "--name-only",
+            "--diff-filter=A",
+            base,
+            "--",
+            "migrations/",
+        ],
     )?
     .unwrap_or_default();
     let untracked = git(

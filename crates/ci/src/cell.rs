@@ -81,12 +81,9 @@ pub fn run_major(
     let server_version = sandbox
         .cluster()
         .connect("postgres")
-        .and_then(|mut c| {
-            c.query_one("SHOW server_version", &[])
-                .map(|row| row.get::<_, String>(0))
-                .map_err(Into::into)
-        })
-        .unwrap_or_else(|_| binaries.version().to_owned());
+        .ok()
+        .and_then(|mut c| c.query_one("SHOW server_version", &[]).ok())
+        .map_or_else(|| binaries.version().to_owned(), |row| row.get(0));
     // Trust authentication ignores it, but staging and prod name a secret file that must exist.
     let secrets = tempfile_dir()?;
     let password_file = secrets.join("password");
@@ -141,8 +138,8 @@ fn tempfile_dir() -> Result<PathBuf, Error> {
 }
 
 fn write_secret(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -271,9 +268,9 @@ impl Run<'_> {
             }
         }
         cmd.env("ECOMIND_DB_PASSWORD_FILE", self.password_file);
-        let output = cmd.output().map_err(|e| {
-            Error::new(format!("cannot run {}: {e}", self.setup.cli.display()))
-        })?;
+        let output = cmd
+            .output()
+            .map_err(|e| Error::new(format!("cannot run {}: {e}", self.setup.cli.display())))?;
         let code = output.status.code().unwrap_or(-1);
         if code == expect {
             return Ok(());
@@ -305,7 +302,7 @@ impl Run<'_> {
             .cluster()
             .connect(&db)
             .map_err(|e| Error::new(chain(&e)))?;
-        let mut run = |client: &mut postgres::Client, target: Target| {
+        let run = |client: &mut postgres::Client, target: Target| {
             let options = MigrateOptions {
                 target,
                 allow_out_of_order: false,

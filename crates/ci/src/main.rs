@@ -45,7 +45,10 @@ fn cells(args: &[String]) -> Result<bool, String> {
     let root = PathBuf::from(one(args, "--root").ok_or("--root is required")?);
     let cli = PathBuf::from(one(args, "--cli").ok_or("--cli is required")?);
     let pg = one(args, "--pg")
-        .map(|v| v.parse::<u32>().map_err(|_| format!("--pg {v}: not a major version")))
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("--pg {v}: not a major version"))
+        })
         .transpose()?;
     let env = one(args, "--env");
     let mut bin_dirs = Vec::new();
@@ -90,14 +93,13 @@ fn cells(args: &[String]) -> Result<bool, String> {
                 .map(|s| format!("{} {:.1}s", s.step.name(), s.duration.as_secs_f64()))
                 .collect();
             println!(
-                "cell {:<8} PostgreSQL {:<2} {}  {} in {:.1}s ({}; server {})",
+                "cell {:<8} x PostgreSQL {:<2} {} in {:>5.1}s  server {}  [{}]",
                 report.env,
                 major.major,
                 if report.passed() { "ok    " } else { "FAILED" },
-                report.steps.len(),
                 report.duration.as_secs_f64(),
-                times.join(", "),
                 report.server_version,
+                times.join(", "),
             );
             for step in &report.steps {
                 if let Some(failure) = &step.failure {

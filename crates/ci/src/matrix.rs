@@ -145,9 +145,9 @@ impl Matrix {
                     list.display()
                 )));
             };
-            let major = major.parse().map_err(|_| {
-                Error::new(format!("{}: `{major}` is not a major", list.display()))
-            })?;
+            let major = major
+                .parse()
+                .map_err(|_| Error::new(format!("{}: `{major}` is not a major", list.display())))?;
             majors.push(Major {
                 major,
                 source: Source::Npm(version.to_owned()),

@@ -19,10 +19,11 @@ fn yaml(path: &str) -> Value {
 }
 
 fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(value, |v, key| match key.parse::<usize>() {
-        Ok(i) => &v[i],
-        Err(_) => &v[key],
-    })
+    path.split('.')
+        .fold(value, |v, key| match key.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[key],
+        })
 }
 
 fn text(value: &Value, path: &str) -> String {
@@ -74,7 +75,10 @@ fn the_workflow_runs_the_same_cells_as_the_matrix() {
         .collect();
     let majors: Vec<u64> = matrix.majors.iter().map(|m| u64::from(m.major)).collect();
     assert_eq!(pg, majors, "the workflow's pg list is not ci/matrix.toml's");
-    assert_eq!(envs, matrix.environments, "the workflow's env list is not environments/");
+    assert_eq!(
+        envs, matrix.environments,
+        "the workflow's env list is not environments/"
+    );
     let steps = at(&workflow, "jobs.cells.steps");
     let run: Vec<String> = steps
         .as_sequence()
@@ -94,7 +98,9 @@ fn the_workflow_runs_the_same_cells_as_the_matrix() {
         .filter_map(|s| s["uses"].as_str())
         .collect();
     assert_eq!(
-        uses.iter().filter(|u| u.starts_with("actions/cache@")).count(),
+        uses.iter()
+            .filter(|u| u.starts_with("actions/cache@"))
+            .count(),
         2,
         "the cells cache the PostgreSQL binaries and cargo's build"
     );
@@ -103,7 +109,10 @@ fn the_workflow_runs_the_same_cells_as_the_matrix() {
 #[test]
 fn the_kubernetes_job_reads_the_password_from_a_0400_secret_volume_as_non_root() {
     for (path, job) in [
-        ("deploy/kubernetes/migrate-job.yaml", yaml("deploy/kubernetes/migrate-job.yaml")),
+        (
+            "deploy/kubernetes/migrate-job.yaml",
+            yaml("deploy/kubernetes/migrate-job.yaml"),
+        ),
         (
             "deploy/helm/ecomind-db-migrate/templates/migrate-hook.yaml",
             yaml("deploy/helm/ecomind-db-migrate/templates/migrate-hook.yaml"),
@@ -118,9 +127,16 @@ fn the_kubernetes_job_reads_the_password_from_a_0400_secret_volume_as_non_root()
             .iter()
             .find(|v| v["secret"].is_mapping())
             .unwrap_or_else(|| panic!("{path}: no Secret volume"));
-        assert_eq!(at(secret, "secret.defaultMode").as_u64(), Some(0o400), "{path}");
+        assert_eq!(
+            at(secret, "secret.defaultMode").as_u64(),
+            Some(0o400),
+            "{path}"
+        );
         let main = at(pod, "containers.0");
-        assert_eq!(at(main, "securityContext.runAsNonRoot").as_bool(), Some(true));
+        assert_eq!(
+            at(main, "securityContext.runAsNonRoot").as_bool(),
+            Some(true)
+        );
         assert_eq!(at(main, "securityContext.runAsUser").as_u64(), Some(65532));
         let args: Vec<&str> = main["args"]
             .as_sequence()
@@ -272,4 +288,60 @@ fn without_a_main_branch_the_check_is_skipped() {
     let check = check_branch_versions(dir.path()).unwrap();
     assert_eq!(check.main_ref, None);
     assert!(check.problems.is_empty());
+}
+
+/// A copy of the repository's environments, migrations and matrix in a scratch root.
+fn scratch_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["environments", "migrations", "ci"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(root().join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(
+                    entry.path(),
+                    dir.path().join(folder).join(entry.file_name()),
+                )
+                .unwrap();
+            }
+        }
+    }
+    dir
+}
+
+#[test]
+fn the_round_trip_step_passes_on_our_migrations_and_names_a_down_that_is_not_the_inverse() {
+    use ecomind_ci::{run_major, CellSetup, Step};
+    let binaries = ecomind_snapshot::Binaries::locate(
+        std::env::var_os("ECOMIND_DB_BIN_DIR")
+            .as_deref()
+            .map(Path::new),
+    )
+    .expect("PostgreSQL server binaries");
+    let good = scratch_root();
+    let bad = scratch_root();
+    std::fs::write(
+        bad.path().join("migrations/V3__user_credentials.down.sql"),
+        "ALTER TABLE users DROP COLUMN locked_until, DROP COLUMN password_hash;\n",
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for root in [good.path(), bad.path()] {
+        let setup = CellSetup {
+            root,
+            // Not run: the round trip goes through the engine, not the binary.
+            cli: Path::new("/nonexistent/ecomind-db"),
+            bin_dir: binaries.dir(),
+            steps: &[Step::RoundTrip],
+        };
+        let reports = run_major(&setup, &["prod".to_owned()], &mut |_| {}).unwrap();
+        failures.push(reports[0].steps[0].failure.clone());
+    }
+    assert_eq!(failures[0], None);
+    let failure = failures[1].clone().expect("the broken down is found");
+    assert!(
+        failure.starts_with("V3's down does not restore the schema before its up:")
+            && failure.contains("failed_login_count"),
+        "{failure}"
+    );
 }

@@ -44,7 +44,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, each in one transaction with its history row, under a lock.
-    #[command(after_help = examples!("ecomind-db migrate --env dev", "ecomind-db migrate --env prod --to 4", "ecomind-db migrate --env prod --json > migrate.json"))]
+    #[command(after_help = examples!("ecomind-db migrate --env dev", "ecomind-db migrate --env prod --sql > release.sql   # for approval; changes nothing", "ecomind-db migrate --env prod --to 4"))]
     Migrate(MigrateArgs),
     /// Revert applied migrations with their down files, newest first (needs --to or --steps).
     #[command(after_help = examples!("ecomind-db rollback --env dev --steps 1", "ecomind-db rollback --env staging --to 3 --confirm staging"))]
@@ -70,7 +70,7 @@ pub enum Command {
     /// Manage the local dev cluster the tool runs for `--env dev`.
     #[command(name = "dev-db", after_help = examples!("ecomind-db dev-db start", "ecomind-db dev-db destroy"))]
     DevDb(DevDbArgs),
-    /// Write the next migration pair, V{n}__NAME.sql and its .down.sql, from the template.
+    /// Write the next migration pair, V<n>__NAME.sql and its .down.sql, from the template.
     #[command(after_help = examples!(
         "ecomind-db new add_api_key_scopes",
         "cargo xtask new backfill_user_roles",
@@ -192,6 +192,10 @@ pub struct MigrateArgs {
     /// Apply never-applied migrations older than the applied head instead of refusing.
     #[arg(long)]
     pub allow_out_of_order: bool,
+    /// Print the SQL the run would send (session settings, statements, history and event-log
+    /// writes, transaction boundaries) without taking the lock or changing anything.
+    #[arg(long)]
+    pub sql: bool,
 }
 
 /// `--confirm`: destructive commands accept it everywhere and need it where the policy says so.
@@ -305,6 +309,9 @@ pub enum DevDbAction {
 pub struct NewArgs {
     /// The migration's name in snake_case, such as add_api_key_scopes.
     pub name: String,
+    /// The version (default: one above the highest in the folder); it must be new and above the others.
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<i32>,
     /// The migrations folder (default: ./migrations, searched upward from here).
     #[arg(long, value_name = "DIR")]
     pub migrations: Option<PathBuf>,

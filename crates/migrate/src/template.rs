@@ -113,18 +113,19 @@ fn up_text(version: i32, name: &str) -> String {
 -- V{version}__{name}: what this migration changes and why, in a sentence or two.
 --
 -- Directives, if any, go on the very first lines of the file, each alone on its line:
---   {NO_TRANSACTION}  run outside a transaction, one statement at a time (needed
---                               for CREATE/DROP INDEX CONCURRENTLY); write every statement
---                               so that it can be rerun (IF NOT EXISTS, IF EXISTS)
---   {IRREVERSIBLE}    there is no down file: delete it; rollback refuses to pass this
---   {DESTRUCTIVE}     it deletes data on purpose (drops a table or a column)
+--   {NO_TRANSACTION:<27}run outside a transaction, one statement at a time (needed
+--   {blank:<27}for CREATE/DROP INDEX CONCURRENTLY); write every statement
+--   {blank:<27}so that it can be rerun (IF NOT EXISTS, IF EXISTS)
+--   {IRREVERSIBLE:<27}there is no down file: delete it; rollback refuses to pass this
+--   {DESTRUCTIVE:<27}it deletes data on purpose (drops a table or a column)
 -- Without {NO_TRANSACTION} the file runs in one transaction together with its history
 -- row: no BEGIN or COMMIT here. The environment's lock_timeout and statement_timeout apply.
 -- `cargo xtask lint` names what would lock or rewrite a busy table, and the safe pattern.
 
 -- Replace this statement with the change; it is here so that the new pair already passes CI.
 SELECT 1;
-"
+",
+        blank = ""
     )
 }
 

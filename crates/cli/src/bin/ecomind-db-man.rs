@@ -11,14 +11,21 @@ use std::process::ExitCode;
 use clap::CommandFactory as _;
 
 fn main() -> ExitCode {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/man".to_owned()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "target/man".to_owned()),
+    );
     match write_pages(&dir) {
         Ok(count) => {
             println!("wrote {count} man pages to {}", dir.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot write the man pages to {}: {e}", dir.display());
+            eprintln!(
+                "error: cannot write the man pages to {}: {e}",
+                dir.display()
+            );
             ExitCode::from(1)
         }
     }
