@@ -17,6 +17,7 @@ mod observe;
 mod plan;
 mod preview;
 pub mod quote;
+mod rehearsal;
 pub mod repair;
 mod rollback;
 mod script;
