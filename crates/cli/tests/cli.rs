@@ -887,7 +887,8 @@ fn sigterm_during_a_long_statement_cancels_it_records_the_interrupt_and_exits_14
     // The migration lock was released.
     let locks: i64 = client
         .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .unwrap()
