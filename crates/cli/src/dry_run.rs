@@ -144,11 +144,16 @@ pub fn run(
 struct StageView<'o> {
     out: &'o Output,
     bar: Option<ProgressBar>,
+    verb: &'static str,
 }
 
 impl<'o> StageView<'o> {
     fn new(out: &'o Output) -> StageView<'o> {
-        StageView { out, bar: None }
+        StageView {
+            out,
+            bar: None,
+            verb: "applying",
+        }
     }
 
     fn update(&mut self, stage: Stage<'_>) {
@@ -208,8 +213,15 @@ impl<'o> StageView<'o> {
                     }
                 ));
             }
+            Stage::Engine(ecomind_migrate::Progress::Planned(direction, _)) => {
+                self.verb = match direction {
+                    ecomind_migrate::Direction::Up => "applying",
+                    ecomind_migrate::Direction::Down => "reverting",
+                };
+            }
             Stage::Engine(ecomind_migrate::Progress::Started(m)) => {
-                self.out.log(&format!("V{} {}...", m.version(), m.name()))
+                self.out
+                    .log(&format!("{} V{} {}", self.verb, m.version(), m.name()))
             }
             Stage::Engine(_) => {}
             Stage::RollingBack => self.out.log("rehearsing the rollback"),

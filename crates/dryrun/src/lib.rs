@@ -29,7 +29,7 @@ pub use report::{
 
 /// The first-lines directive of a migration that removes data on purpose; the dry run then
 /// reports its data loss instead of failing on it.
-pub const DESTRUCTIVE: &str = ecomind_migrate::catalog::DESTRUCTIVE;
+pub const DESTRUCTIVE: &str = "-- ecomind:destructive";
 
 /// How to dry-run. There is no `Default`: the policy's timeouts must be given.
 #[derive(Clone, Debug)]

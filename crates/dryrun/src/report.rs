@@ -159,8 +159,11 @@ pub struct LockHeld {
     pub mode: String,
     /// From the start of the statement that took it until commit.
     pub held_seconds: f64,
-    /// What it blocks for other sessions (`reads and writes`, `writes`), if anything.
+    /// What it blocks for other sessions (`reads and writes`, `writes`), if anything. Locks
+    /// on relations the migration itself created block nobody: they are invisible until commit.
     pub blocks: Option<String>,
+    /// True when the migration created the relation.
+    pub created_here: bool,
 }
 
 /// A table's rows around one migration; `None` where it did not exist.

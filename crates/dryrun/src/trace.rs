@@ -52,6 +52,9 @@ struct Current {
     statements: Vec<StatementRecord>,
     locks: BTreeMap<(u32, String), Seen>,
     relfilenodes: BTreeMap<u32, (String, u32)>,
+    /// Every relation that existed before the script: only locks on these can block anyone
+    /// (a relation the script creates is invisible to others until it commits).
+    existing: BTreeSet<u32>,
     rewritten: BTreeSet<u32>,
     before: Census,
 }
@@ -154,6 +157,12 @@ impl Observer for Tracer {
             None => census::take(client).map_err(boxed)?,
         };
         let relfilenodes = read_relfilenodes(client).map_err(boxed)?;
+        let existing = client
+            .query("SELECT oid FROM pg_class", &[])
+            .map_err(boxed)?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
         state.current = Some(Current {
             version: script.migration.version(),
             name: script.migration.name().to_owned(),
@@ -162,6 +171,7 @@ impl Observer for Tracer {
             statements: Vec::new(),
             locks: BTreeMap::new(),
             relfilenodes,
+            existing,
             rewritten: BTreeSet::new(),
             before,
         });
@@ -241,13 +251,15 @@ impl Observer for Tracer {
         let Some(mut current) = state.current.take() else {
             return Ok(());
         };
-        for seen in current.locks.values() {
+        for ((oid, _), seen) in &current.locks {
+            let existed = current.existing.contains(oid);
             if let Some(record) = current.statements.get_mut(seen.statement) {
                 record.locks.push(LockHeld {
                     relation: seen.relation.clone(),
                     mode: mode_name(&seen.mode),
                     held_seconds: committed.duration_since(seen.since).as_secs_f64(),
-                    blocks: blocks(&seen.mode).map(str::to_owned),
+                    blocks: blocks(&seen.mode).filter(|_| existed).map(str::to_owned),
+                    created_here: !existed,
                 });
             }
         }
