@@ -47,7 +47,7 @@ fn run() -> Result<(), String> {
         user: cluster.superuser().to_owned(),
     };
     println!(
-        "{} sandbox in {}, {} cores, load average {}; medians of {NOOP_RUNS} (no-op) and {APPLY_RUNS} (apply) runs\n",
+        "{} sandbox in {}, {} cores, load average {}; medians of {NOOP_RUNS} (no-op, status) and {APPLY_RUNS} (apply, rollback) runs\n",
         binaries.version(),
         std::env::temp_dir().display(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -57,36 +57,55 @@ fn run() -> Result<(), String> {
             .unwrap_or_else(|| "unknown".to_owned())
     );
 
-    // No-op migrate on an up-to-date database against `psql -X -c 'select 1'`.
+    // No-op migrate and `status --check` on an up-to-date database against
+    // `psql -X -c 'select 1'`, interleaved so all three see the same machine.
     cluster.ensure_database("noop").map_err(|e| e.to_string())?;
-    bench.ecomind("noop", None)?;
-    let mut ours = Vec::new();
+    bench.ecomind("noop", &["migrate"], None)?;
+    let mut noop = Vec::new();
+    let mut check = Vec::new();
     let mut floor = Vec::new();
     for _ in 0..NOOP_RUNS {
-        ours.push(bench.ecomind("noop", None)?);
+        noop.push(bench.ecomind("noop", &["migrate"], None)?);
+        check.push(bench.ecomind("noop", &["status", "--check"], None)?);
         floor.push(bench.psql("noop", &["-c", "select 1"])?);
     }
+    let select_one = median(&floor);
     report(
         "no-op migrate (V1..V4 applied)",
-        median(&ours),
-        median(&floor),
+        median(&noop),
+        select_one,
         "psql -X -c 'select 1'",
-        1.5,
+        0.9,
+    );
+    report(
+        "status --check (up to date)",
+        median(&check),
+        select_one,
+        "psql -X -c 'select 1'",
+        0.9,
     );
 
     // 500 generated migrations against `psql -X -1 -f` of the same SQL.
     let dir = tempdir_for_migrations()?;
-    let all_sql = generate(&dir.0)?;
-    let mut ours = Vec::new();
-    let mut floor = Vec::new();
+    let (all_sql, all_down) = generate(&dir.0)?;
+    let migrations = dir.0.join("migrations");
+    let (mut apply, mut apply_floor) = (Vec::new(), Vec::new());
+    let (mut rollback, mut rollback_floor) = (Vec::new(), Vec::new());
     let all_sql = all_sql.display().to_string();
+    let all_down = all_down.display().to_string();
+    let steps = GENERATED.to_string();
     for i in 0..APPLY_RUNS {
         // Each run gets a database created just before it, and the order alternates, so neither
         // side inherits the other's (or CREATE DATABASE's) background writes.
         let mut run_ours = || -> Result<(), String> {
             let db = format!("apply_ours_{i}");
             cluster.ensure_database(&db).map_err(|e| e.to_string())?;
-            ours.push(bench.ecomind(&db, Some(&dir.0.join("migrations")))?);
+            apply.push(bench.ecomind(&db, &["migrate"], Some(&migrations))?);
+            rollback.push(bench.ecomind(
+                &db,
+                &["rollback", "--steps", &steps],
+                Some(&migrations),
+            )?);
             Ok(())
         };
         if i % 2 == 1 {
@@ -94,17 +113,25 @@ fn run() -> Result<(), String> {
         }
         let db = format!("apply_psql_{i}");
         cluster.ensure_database(&db).map_err(|e| e.to_string())?;
-        floor.push(bench.psql(&db, &["-1", "-f", &all_sql])?);
+        apply_floor.push(bench.psql(&db, &["-1", "-f", &all_sql])?);
+        rollback_floor.push(bench.psql(&db, &["-1", "-f", &all_down])?);
         if i % 2 == 0 {
             run_ours()?;
         }
     }
     report(
         &format!("apply {GENERATED} migrations"),
-        median(&ours),
-        median(&floor),
+        median(&apply),
+        median(&apply_floor),
         "psql -X -1 -f (same SQL)",
-        1.25,
+        1.05,
+    );
+    report(
+        &format!("rollback {GENERATED} migrations"),
+        median(&rollback),
+        median(&rollback_floor),
+        "psql -X -1 -f (same downs)",
+        1.2,
     );
     println!();
     dry_run::run(&bench, cluster, &binaries)?;
@@ -134,13 +161,19 @@ impl Bench {
         cmd
     }
 
-    fn ecomind(&self, dbname: &str, migrations: Option<&Path>) -> Result<Duration, String> {
+    /// Times `ecomind-db <command> --env dev` (dev: rollback allowed, no confirmation).
+    fn ecomind(
+        &self,
+        dbname: &str,
+        command: &[&str],
+        migrations: Option<&Path>,
+    ) -> Result<Duration, String> {
         let mut cmd = self.command(&self.ecomind_db, dbname);
-        cmd.args(["migrate", "--env", "dev"]);
+        cmd.args(command).args(["--env", "dev"]);
         if let Some(dir) = migrations {
             cmd.arg("--migrations").arg(dir);
         }
-        timed(cmd, "ecomind-db migrate")
+        timed(cmd, &format!("ecomind-db {}", command.join(" ")))
     }
 
     fn psql(&self, dbname: &str, args: &[&str]) -> Result<Duration, String> {
@@ -186,11 +219,13 @@ pub(crate) fn tempdir(what: &str) -> Result<TempDir, String> {
 }
 
 /// Writes V1..V500 (each a table with an index and a comment) and their downs, and the same SQL
-/// concatenated for psql. Returns the concatenated file; the migrations are in `dir/migrations`.
-fn generate(dir: &Path) -> Result<PathBuf, String> {
+/// concatenated for psql: the ups in order and the downs newest first. Returns both files; the
+/// migrations are in `dir/migrations`.
+fn generate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let migrations = dir.join("migrations");
     std::fs::create_dir_all(&migrations).map_err(|e| e.to_string())?;
     let mut all = String::new();
+    let mut downs = Vec::new();
     for n in 1..=GENERATED {
         let up = format!(
             "CREATE TABLE bench_{n} (id bigint PRIMARY KEY, org_id text NOT NULL, kwh double precision NOT NULL DEFAULT 0, ts timestamptz NOT NULL DEFAULT now());\n\
@@ -199,16 +234,18 @@ fn generate(dir: &Path) -> Result<PathBuf, String> {
         );
         std::fs::write(migrations.join(format!("V{n}__bench_{n}.sql")), &up)
             .map_err(|e| e.to_string())?;
-        std::fs::write(
-            migrations.join(format!("V{n}__bench_{n}.down.sql")),
-            format!("DROP TABLE bench_{n};\n"),
-        )
-        .map_err(|e| e.to_string())?;
+        let down = format!("DROP TABLE bench_{n};\n");
+        std::fs::write(migrations.join(format!("V{n}__bench_{n}.down.sql")), &down)
+            .map_err(|e| e.to_string())?;
         all.push_str(&up);
+        downs.push(down);
     }
     let file = dir.join("all.sql");
     std::fs::write(&file, all).map_err(|e| e.to_string())?;
-    Ok(file)
+    downs.reverse();
+    let down_file = dir.join("all.down.sql");
+    std::fs::write(&down_file, downs.concat()).map_err(|e| e.to_string())?;
+    Ok((file, down_file))
 }
 
 fn median(samples: &[Duration]) -> Duration {

@@ -1332,7 +1332,7 @@ fn bad_input_fails_clearly_with_its_exit_code_and_changes_nothing() {
             .config_check(1),
         case("wrong type")
             .file("leak.toml", "[database]\nport = \"abc\"\n")
-            .expect("leak.toml: `database.port` must be an integer between 1 and 65535, found the string \"abc\"")
+            .expect("leak.toml: `database.port` must be an integer between 1 and 65535 (or a comma-separated list of them, one per host), found the string \"abc\"")
             .config_check(1),
         case("invalid port in the file")
             .file("leak.toml", "[database]\nport = 70000\n")

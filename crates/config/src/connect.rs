@@ -4,26 +4,34 @@
 use std::{
     error::Error as _,
     fmt, io,
+    os::unix::fs::PermissionsExt,
     path::Path,
     sync::{mpsc, Arc},
     thread,
     time::Duration,
 };
 
-use postgres::{config::SslMode as PgSslMode, error::SqlState, NoTls};
+use postgres::{
+    config::{SslMode as PgSslMode, TargetSessionAttrs as PgTargetSessionAttrs},
+    error::SqlState,
+    NoTls,
+};
 use rustls::{
     client::{
         danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
         WebPkiServerVerifier,
     },
     crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider},
-    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+    pki_types::{
+        pem::PemObject, CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName,
+        UnixTime,
+    },
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use secrecy::ExposeSecret;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{Server, SslMode};
+use crate::{Server, SslMode, TargetSessionAttrs};
 
 /// Silence on a TCP connection before the first keepalive probe.
 const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
@@ -66,6 +74,12 @@ pub enum ConnectErrorKind {
     Rejected,
     /// The database does not exist.
     NoDatabase,
+    /// `target_session_attrs` is `read-write` and the server accepts no writes (a standby).
+    ReadOnly,
+    /// The server requires a client certificate (or refused the one presented).
+    ClientCertificate,
+    /// The server certificate is on a revocation list (`sslcrl`).
+    RevokedCertificate,
     /// The server does not accept TLS but `sslmode` requires it.
     TlsUnsupported,
     /// The server certificate is not signed by the configured CA.
@@ -86,6 +100,12 @@ pub enum ConnectErrorKind {
 pub struct ConnectError {
     kind: ConnectErrorKind,
     message: String,
+    /// `user@host:port/dbname` of the attempt.
+    target: String,
+    /// The reason alone, without the target.
+    what: String,
+    /// For a failure of several hosts: whether any of them is worth retrying.
+    retryable_override: Option<bool>,
 }
 
 impl ConnectError {
@@ -99,6 +119,9 @@ impl ConnectError {
     /// starting up, too many connections, interrupted start-up. False for
     /// authentication, TLS and configuration errors.
     pub fn retryable(&self) -> bool {
+        if let Some(retryable) = self.retryable_override {
+            return retryable;
+        }
         matches!(
             self.kind,
             ConnectErrorKind::Refused
@@ -144,16 +167,18 @@ impl Server {
     pub fn connect(&self, application_name: &str) -> Result<postgres::Client, ConnectError> {
         let tls =
             tls_config(self).map_err(|message| self.error(ConnectErrorKind::Config, &message))?;
-        let mut last = None;
-        for host in &self.hosts {
+        let mut failures = Vec::new();
+        for index in 0..self.hosts.len() {
+            let one = self.one_host(index);
+            let host = &one.hosts[0];
             let socket = host.starts_with('/');
-            let config = self.pg_config(host, application_name, tls.is_some());
+            let config = one.pg_config(host, application_name, tls.is_some());
             let tls = if socket { None } else { tls.clone() };
-            match self.attempt(config, tls) {
+            match one.attempt(config, tls) {
                 Ok(client) => return Ok(client),
-                Err(Attempt::Failed(err)) => last = Some(self.classify(&err, host, socket)),
+                Err(Attempt::Failed(err)) => failures.push(one.classify(&err, host, socket)),
                 Err(Attempt::TimedOut) => {
-                    last = Some(self.error(
+                    failures.push(one.error(
                         ConnectErrorKind::Timeout,
                         &format!(
                             "the server at {host} did not complete the connection within connect_timeout ({}): check that it is up and not overloaded, or raise connect_timeout",
@@ -163,9 +188,43 @@ impl Server {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| {
-            self.error(ConnectErrorKind::Config, "no host is configured: set `host` in the environment file, ECOMIND_DB_HOST or PGHOST")
-        }))
+        match failures.len() {
+            0 => Err(self.error(ConnectErrorKind::Config, "no host is configured: set `host` in the environment file, ECOMIND_DB_HOST or PGHOST")),
+            1 => Err(failures.remove(0)),
+            _ => {
+                // Every host failed: say why for each, in order; the last decides the kind.
+                let reasons: Vec<String> = failures
+                    .iter()
+                    .map(|failure| format!("{}: {}", failure.target, failure.what))
+                    .collect();
+                let last = failures.pop().expect("several failures");
+                let mut error = self.error(
+                    last.kind,
+                    &format!("no host was usable ({})", reasons.join("; ")),
+                );
+                error.retryable_override = Some(
+                    last.retryable() || failures.iter().any(ConnectError::retryable),
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// This server narrowed to the host at `index`, with that host's port and
+    /// password (from the password file when nothing else gives one).
+    fn one_host(&self, index: usize) -> Server {
+        let mut one = self.clone();
+        one.hosts = vec![self.hosts[index].clone()];
+        one.ports = vec![self.port_of(index)];
+        if one.password.is_none() {
+            if let Some((password, origin)) = self.passfile.as_ref().and_then(|passfile| {
+                passfile.lookup(&one.hosts[0], one.ports[0], &one.dbname, &one.user)
+            }) {
+                one.password = Some(password);
+                one.password_origin = Some(origin);
+            }
+        }
+        one
     }
 
     /// The `postgres` configuration of one attempt on `host`; `tls` says
@@ -185,8 +244,12 @@ impl Server {
         config
             .user(&self.user)
             .dbname(&self.dbname)
-            .port(self.port)
-            .application_name(application_name);
+            .port(self.port_of(0))
+            .application_name(application_name)
+            .target_session_attrs(match self.target_session_attrs {
+                TargetSessionAttrs::Any => PgTargetSessionAttrs::Any,
+                TargetSessionAttrs::ReadWrite => PgTargetSessionAttrs::ReadWrite,
+            });
         if !self.connect_timeout.is_zero() {
             config.connect_timeout(self.connect_timeout);
         }
@@ -246,10 +309,14 @@ impl Server {
     }
 
     fn error(&self, kind: ConnectErrorKind, what: &str) -> ConnectError {
-        let message = format!("cannot connect to {}: {what}", self.describe());
+        let target = self.describe();
+        let what = self.scrub(what.to_owned());
         ConnectError {
             kind,
-            message: self.scrub(message),
+            message: format!("cannot connect to {target}: {what}"),
+            target,
+            what,
+            retryable_override: None,
         }
     }
 
@@ -284,6 +351,15 @@ impl Server {
                     K::Authentication,
                     format!("password authentication failed for user \"{}\": check the password from {source}", self.user),
                 )
+            } else if code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                && server_says.contains("certificate")
+            {
+                let what = if self.sslcert.is_some() {
+                    format!("the server refuses the client certificate ({server_says}): its common name must be the user name \"{}\" and a CA in the server's ssl_ca_file must have signed it", self.user)
+                } else {
+                    format!("the server requires a client certificate ({server_says}): set sslcert and sslkey (or PGSSLCERT and PGSSLKEY)")
+                };
+                (K::ClientCertificate, what)
             } else if code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
                 (K::Rejected, format!("the server refuses this login ({server_says}): check pg_hba.conf, the user name and sslmode"))
             } else if code == SqlState::INVALID_CATALOG_NAME {
@@ -332,12 +408,24 @@ impl Server {
                             "the server certificate is not valid for host name \"{host}\" (sslmode verify-full): connect with a name the certificate lists, or fix the certificate"
                         ),
                     ),
+                    CertificateError::Revoked => self.error(
+                        K::RevokedCertificate,
+                        &format!("the server certificate is revoked by the list in {} (sslcrl): the server needs a new certificate", self.sslcrl.as_deref().map_or_else(|| "sslcrl".to_owned(), |p| p.display().to_string())),
+                    ),
                     CertificateError::UnknownIssuer | CertificateError::BadSignature => self.error(
                         K::UntrustedCertificate,
                         &format!("the server certificate is not signed by a CA in {ca} (sslrootcert): point sslrootcert at the CA that signed the server certificate"),
                     ),
                     other => self.error(K::UntrustedCertificate, &format!("the server certificate was refused ({other:?}): check sslrootcert and the server certificate")),
                 };
+            }
+            if let Some(rustls::Error::AlertReceived(alert)) = rustls_error {
+                if self.sslcert.is_some() {
+                    return self.error(
+                        K::ClientCertificate,
+                        &format!("the server refused the client certificate {} (TLS alert {alert:?}): it must be signed by a CA in the server's ssl_ca_file", self.sslcert.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()),
+                    );
+                }
             }
             return self.error(K::Tls, &format!("TLS handshake failed: {cause}"));
         }
@@ -364,6 +452,22 @@ impl Server {
                 "the server did not answer in time: check that it is up, or raise connect_timeout",
             );
         }
+        // With TLS 1.3 the server's verdict on a client certificate arrives after the handshake.
+        let alert = io
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if let (Some(rustls::Error::AlertReceived(alert)), Some(cert)) = (alert, &self.sslcert) {
+            return self.error(
+                K::ClientCertificate,
+                &format!("the server refused the client certificate {} (TLS alert {alert:?}): it must be signed by a CA in the server's ssl_ca_file", cert.display()),
+            );
+        }
+        if io.is_some_and(|io| io.to_string() == "database does not allow writes") {
+            return self.error(
+                K::ReadOnly,
+                "the server accepts no writes (a standby, or default_transaction_read_only is on) and target_session_attrs is read-write: list the primary among the hosts",
+            );
+        }
         if let Some(io) = io {
             let timeout = humanize(self.connect_timeout);
             let (kind, what) = match io.kind() {
@@ -373,7 +477,7 @@ impl Server {
                 ),
                 io::ErrorKind::NotFound if socket => (
                     K::NoSocket,
-                    format!("no socket file in {host} for port {}: is the server running there?", self.port),
+                    format!("no socket file in {host} for port {}: is the server running there?", self.port_of(0)),
                 ),
                 io::ErrorKind::TimedOut if self.connect_timeout.is_zero() => (
                     K::Timeout,
@@ -459,6 +563,68 @@ fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// Reads the revocation lists in `path` (PEM, one or more `X509 CRL` blocks).
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| {
+            format!(
+                "cannot read the revocation list {} (sslcrl): {err}",
+                path.display()
+            )
+        })?;
+    if crls.is_empty() {
+        return Err(format!(
+            "the file {} (sslcrl) holds no revocation list: give a PEM file with `X509 CRL` blocks",
+            path.display()
+        ));
+    }
+    Ok(crls)
+}
+
+/// Reads the client certificate chain and its key. As libpq, the key is
+/// refused when group or others can access it.
+fn load_client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| {
+            format!(
+                "cannot read the client certificate {} (sslcert): {err}",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "the file {} (sslcert) holds no certificate: give the client certificate as PEM",
+            cert.display()
+        ));
+    }
+    let metadata = std::fs::metadata(key).map_err(|err| {
+        format!(
+            "cannot read the client key {} (sslkey): {err}",
+            key.display()
+        )
+    })?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the client key {} (sslkey) is accessible by group or others (mode {mode:04o}): run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|err| {
+        format!(
+            "cannot read the client key {} (sslkey): {err}",
+            key.display()
+        )
+    })?;
+    Ok((chain, private))
+}
+
 fn tls_config(server: &Server) -> Result<Option<MakeRustlsConnect>, String> {
     if server.sslmode == SslMode::Disable || server.hosts.iter().all(|host| host.starts_with('/')) {
         return Ok(None);
@@ -475,10 +641,14 @@ fn tls_config(server: &Server) -> Result<Option<MakeRustlsConnect>, String> {
         (None, _) => Arc::new(AcceptAnyCertificate(provider.clone())),
         (Some(path), mode) => {
             let roots = load_roots(path)?;
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|err| format!("cannot use the CA file {}: {err}", path.display()))?;
+            let mut builder =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            if let Some(crl) = &server.sslcrl {
+                builder = builder.with_crls(load_crls(crl)?);
+            }
+            let webpki = builder
+                .build()
+                .map_err(|err| format!("cannot use the CA file {}: {err}", path.display()))?;
             if mode == SslMode::VerifyFull {
                 webpki
             } else {
@@ -491,8 +661,22 @@ fn tls_config(server: &Server) -> Result<Option<MakeRustlsConnect>, String> {
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS setup failed: {err}"))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&server.sslcert, &server.sslkey) {
+        (Some(cert), Some(key)) => {
+            let (chain, private) = load_client_identity(cert, key)?;
+            config
+                .with_client_auth_cert(chain, private)
+                .map_err(|err| {
+                    format!(
+                    "the client certificate {} does not fit its key {} (sslcert, sslkey): {err}",
+                    cert.display(),
+                    key.display()
+                )
+                })?
+        }
+        _ => config.with_no_client_auth(),
+    };
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 

@@ -8,6 +8,7 @@
 
 mod connect;
 mod error;
+mod passfile;
 mod resolve;
 mod schema;
 mod secret;
@@ -24,8 +25,8 @@ pub use error::Error;
 pub use schema::MAX_DURATION;
 pub use secrecy::SecretString;
 pub use settings::{
-    ConfirmError, EnvironmentsLocation, ParseSslModeError, Policy, Server, Settings, SslMode,
-    Target,
+    ConfirmError, EnvironmentsLocation, ParseSslModeError, ParseTargetSessionAttrsError, Policy,
+    Server, Settings, SslMode, Target, TargetSessionAttrs,
 };
 
 /// Command-line overrides, the highest layer. There is deliberately no
@@ -140,9 +141,14 @@ pub fn explain(opts: &LoadOptions<'_>) -> Result<Explanation, Error> {
             source,
         });
     }
-    let (value, source) = match &resolution.password {
-        Some((_, source)) => (Some("[redacted]".to_owned()), source.describe()),
-        None => (None, "unset".to_owned()),
+    let passfile = match &settings.target {
+        Target::Server(server) => server.password_origin.clone(),
+        Target::Managed { .. } => None,
+    };
+    let (value, source) = match (&resolution.password, passfile) {
+        (Some((_, source)), _) => (Some("[redacted]".to_owned()), source.describe()),
+        (None, Some(passfile)) => (None, format!("unset here; the last resort is {passfile}")),
+        (None, None) => (None, "unset".to_owned()),
     };
     values.push(Resolved {
         key: schema::PASSWORD.to_owned(),

@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::{
+    passfile::PassFile,
     schema::{self, Raw},
     secret::PasswordSource,
     settings::{EnvironmentsLocation, Policy, Server, Settings, SslMode, Target},
@@ -43,6 +44,11 @@ const LIBPQ_VARS: &[(&str, &str)] = &[
     ("PGSSLMODE", "database.sslmode"),
     ("PGSSLROOTCERT", "database.sslrootcert"),
     ("PGCONNECT_TIMEOUT", "database.connect_timeout"),
+    ("PGSSLCERT", "database.sslcert"),
+    ("PGSSLKEY", "database.sslkey"),
+    ("PGSSLCRL", "database.sslcrl"),
+    ("PGTARGETSESSIONATTRS", "database.target_session_attrs"),
+    ("PGPASSFILE", "database.passfile"),
 ];
 
 /// One named source of values, as a figment provider.
@@ -412,6 +418,7 @@ fn defaults(base_dir: &Path) -> Vec<(&'static str, Value)> {
         ("database.user", Value::from("ecomind")),
         ("database.sslmode", Value::from("prefer")),
         ("database.connect_timeout", Value::from("10s")),
+        ("database.target_session_attrs", Value::from("any")),
         ("policy.lock_wait", Value::from("1min")),
         ("policy.lock_timeout", Value::from("5s")),
         ("policy.statement_timeout", Value::from("0")),
@@ -593,12 +600,25 @@ struct RawDatabase {
     target: String,
     managed_root: String,
     host: String,
-    port: u16,
+    port: RawPort,
     dbname: String,
     user: String,
     sslmode: String,
     sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+    sslcrl: Option<String>,
+    target_session_attrs: String,
+    passfile: Option<String>,
     connect_timeout: String,
+}
+
+/// One port (a number) or a validated comma-separated list of them (text).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPort {
+    One(u16),
+    List(String),
 }
 
 #[derive(Deserialize)]
@@ -704,21 +724,94 @@ impl Resolution {
                 key: "database.host".to_owned(),
                 message,
             })?;
+            let origin = |key: &str| self.source(key).map(|(name, _)| name).unwrap_or_default();
+            let ports = match db.port {
+                RawPort::One(port) => vec![port],
+                RawPort::List(list) => {
+                    schema::parse_ports(&list).map_err(|message| Error::InvalidValue {
+                        origin: origin("database.port"),
+                        key: "database.port".to_owned(),
+                        message,
+                    })?
+                }
+            };
+            if ports.len() > 1 && ports.len() != hosts.len() {
+                return Err(Error::Incomplete {
+                    env: self.env.clone(),
+                    message: format!(
+                        "{} ports (from {}) for {} hosts (from {}): give one port for every host, or one port per host in the same order",
+                        ports.len(),
+                        origin("database.port"),
+                        hosts.len(),
+                        origin("database.host"),
+                    ),
+                });
+            }
+            let target_session_attrs = db.target_session_attrs.parse().map_err(
+                |err: crate::ParseTargetSessionAttrsError| Error::InvalidValue {
+                    origin: origin("database.target_session_attrs"),
+                    key: "database.target_session_attrs".to_owned(),
+                    message: err.to_string(),
+                },
+            )?;
+            if db.sslcert.is_some() != db.sslkey.is_some() {
+                let (set, missing) = if db.sslcert.is_some() {
+                    ("sslcert", "sslkey")
+                } else {
+                    ("sslkey", "sslcert")
+                };
+                return Err(Error::Incomplete {
+                    env: self.env.clone(),
+                    message: format!(
+                        "{set} (from {}) needs {missing}: set both the client certificate and its key, or neither",
+                        origin(&format!("database.{set}"))
+                    ),
+                });
+            }
+            if db.sslcrl.is_some() && db.sslrootcert.is_none() {
+                return Err(Error::Incomplete {
+                    env: self.env.clone(),
+                    message: format!(
+                        "sslcrl (from {}) needs sslrootcert: revocation lists are checked while verifying the server certificate against a CA",
+                        origin("database.sslcrl")
+                    ),
+                });
+            }
             let mut server = Server {
                 hosts,
-                port: db.port,
+                ports,
                 dbname: db.dbname,
                 user: db.user,
                 password: None,
                 password_origin: None,
                 sslmode,
                 sslrootcert: db.sslrootcert.map(PathBuf::from),
+                sslcert: db.sslcert.map(PathBuf::from),
+                sslkey: db.sslkey.map(PathBuf::from),
+                sslcrl: db.sslcrl.map(PathBuf::from),
+                target_session_attrs,
+                passfile: None,
                 connect_timeout: duration("database.connect_timeout", &db.connect_timeout)?,
             };
             if let Some((_, source)) = &self.password {
                 server.password_origin = Some(source.describe());
                 if read_password {
                     server.password = Some(source.resolve()?);
+                }
+            } else if let Some((path, named_by)) =
+                passfile_path(db.passfile.as_deref(), || origin("database.passfile"))
+                    .filter(|(path, _)| db.passfile.is_some() || path.exists())
+            {
+                server.password_origin = Some(format!(
+                    "the matching line of {} (libpq's password file, named by {named_by})",
+                    path.display()
+                ));
+                if read_password {
+                    let explicit = db.passfile.is_some();
+                    server.passfile = PassFile::load(&path, &named_by, explicit)?;
+                    if server.passfile.is_none() {
+                        server.password_origin = None;
+                    }
                 }
             }
             Target::Server(server)
@@ -730,6 +823,24 @@ impl Resolution {
             environments: self.location.clone(),
             warnings: self.warnings.clone(),
         })
+    }
+}
+
+/// The password file to consult when nothing else gives a password: the
+/// configured one, else `~/.pgpass` as libpq.
+pub(crate) fn passfile_path(
+    configured: Option<&str>,
+    origin: impl FnOnce() -> String,
+) -> Option<(PathBuf, String)> {
+    match configured {
+        Some(path) => Some((PathBuf::from(path), origin())),
+        None => {
+            let home = env::var_os("HOME").filter(|home| !home.is_empty())?;
+            Some((
+                Path::new(&home).join(".pgpass"),
+                "the default, ~/.pgpass".to_owned(),
+            ))
+        }
     }
 }
 

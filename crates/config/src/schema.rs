@@ -14,7 +14,7 @@ pub(crate) enum Kind {
     Text,
     /// One host name or socket folder, or several separated by commas.
     Hosts,
-    /// A TCP port, 1..=65535.
+    /// A TCP port, 1..=65535, or a comma-separated list of them (one per host).
     Port,
     /// A duration with a unit (`500ms`, `5s`, `2min`, `1h`), or `0` for none.
     Duration,
@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     SslMode,
     /// `managed` or `server`.
     Target,
+    /// libpq's `target_session_attrs`: `any` or `read-write`.
+    SessionAttrs,
     /// A file or folder; relative paths in a file are resolved against the repository root.
     Path,
 }
@@ -80,6 +82,31 @@ pub(crate) const KEYS: &[Key] = &[
         name: "database.sslrootcert",
         kind: Kind::Path,
         var: "ECOMIND_DB_SSLROOTCERT",
+    },
+    Key {
+        name: "database.sslcert",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_SSLCERT",
+    },
+    Key {
+        name: "database.sslkey",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_SSLKEY",
+    },
+    Key {
+        name: "database.sslcrl",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_SSLCRL",
+    },
+    Key {
+        name: "database.target_session_attrs",
+        kind: Kind::SessionAttrs,
+        var: "ECOMIND_DB_TARGET_SESSION_ATTRS",
+    },
+    Key {
+        name: "database.passfile",
+        kind: Kind::Path,
+        var: "ECOMIND_DB_PASSFILE",
     },
     Key {
         name: "database.connect_timeout",
@@ -167,11 +194,12 @@ pub(crate) fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Text => "a string",
         Kind::Hosts => "a host name, a socket folder or a comma-separated list of them (a string)",
-        Kind::Port => "an integer between 1 and 65535",
+        Kind::Port => "an integer between 1 and 65535 (or a comma-separated list of them, one per host)",
         Kind::Duration => "a duration string with a unit, such as \"500ms\", \"5s\", \"2min\" or \"1h\" (\"0\" for none)",
         Kind::Bool => "true or false",
         Kind::SslMode => "one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \"verify-full\"",
         Kind::Target => "\"managed\" or \"server\"",
+        Kind::SessionAttrs => "\"any\" or \"read-write\"",
         Kind::Path => "a path (a string)",
     }
 }
@@ -199,6 +227,14 @@ pub(crate) fn validate(key: &Key, raw: Raw<'_>, origin: &str) -> Result<Value, E
                 };
             }
             (Kind::Bool, toml::Value::Boolean(b)) => return Ok(Value::from(*b)),
+            (Kind::Port, toml::Value::String(list))
+                if list.contains(',')
+                    && list
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ') =>
+            {
+                list.as_str()
+            }
             (Kind::Port | Kind::Bool, other) => return Err(wrong(toml_type(other))),
             (_, toml::Value::String(s)) => s.as_str(),
             (_, other) => return Err(wrong(toml_type(other))),
@@ -222,14 +258,28 @@ pub(crate) fn validate(key: &Key, raw: Raw<'_>, origin: &str) -> Result<Value, E
             parse_hosts(text).map_err(invalid)?;
             Ok(Value::from(text.to_owned()))
         }
-        Kind::Port => match text.trim().parse::<u16>() {
-            Ok(port) if port > 0 => Ok(Value::from(port)),
-            _ => Err(Error::InvalidPort {
+        Kind::Port => {
+            let ports = parse_ports(text).map_err(|_| Error::InvalidPort {
                 origin: origin.to_owned(),
                 key: key.name.to_owned(),
                 value: format!("{text:?}"),
-            }),
-        },
+            })?;
+            match ports.as_slice() {
+                [port] => Ok(Value::from(*port)),
+                _ => Ok(Value::from(
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )),
+            }
+        }
+        Kind::SessionAttrs => {
+            let attrs: crate::TargetSessionAttrs =
+                text.parse().map_err(|_| wrong(format!("{text:?}")))?;
+            Ok(Value::from(attrs.as_str().to_owned()))
+        }
         Kind::Duration => {
             parse_duration(text).map_err(|message| invalid(format!("{text:?}: {message}")))?;
             Ok(Value::from(text.trim().to_owned()))
@@ -267,6 +317,18 @@ pub(crate) fn parse_hosts(text: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(hosts)
+}
+
+/// Parses one port or a comma-separated list of ports (libpq's `port=5432,5433`).
+pub(crate) fn parse_ports(text: &str) -> Result<Vec<u16>, String> {
+    text.split(',')
+        .map(|port| match port.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!(
+                "{text:?} is not a port or a comma-separated list of ports between 1 and 65535"
+            )),
+        })
+        .collect()
 }
 
 /// The longest duration any setting accepts: 2147483647 ms (24 days, 20 h, 31 min and 23.647 s).

@@ -30,6 +30,8 @@ pub struct Settings {
 }
 
 /// The database an environment points at.
+// Built once per command; boxing the server would only make every match noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Target {
     /// The cluster the tool manages itself (dev's default). The caller starts
@@ -51,8 +53,9 @@ pub enum Target {
 pub struct Server {
     /// Host names, IP addresses or absolute socket folders, tried in order.
     pub hosts: Vec<String>,
-    /// The port (for a socket folder: the number in the socket file's name).
-    pub port: u16,
+    /// One port for every host, or one port per host in the order of `hosts`
+    /// (for a socket folder: the number in the socket file's name).
+    pub ports: Vec<u16>,
     /// The database name.
     pub dbname: String,
     /// The role to log in as.
@@ -65,6 +68,18 @@ pub struct Server {
     /// The CA certificate file (PEM) for `verify-ca` / `verify-full`, or
     /// `system` for the operating system's trust store.
     pub sslrootcert: Option<PathBuf>,
+    /// The client certificate (PEM) presented for mutual TLS; needs `sslkey`.
+    pub sslcert: Option<PathBuf>,
+    /// The client certificate's private key (PEM); refused when group or
+    /// others can access it.
+    pub sslkey: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) checked against the server's chain;
+    /// needs `sslrootcert`.
+    pub sslcrl: Option<PathBuf>,
+    /// Which server of `hosts` is acceptable: any, or only one that accepts writes.
+    pub target_session_attrs: TargetSessionAttrs,
+    /// libpq's password file, consulted per host when no other source gives a password.
+    pub(crate) passfile: Option<crate::passfile::PassFile>,
     /// How long one connection attempt may take, TLS and authentication
     /// included. Zero means no limit, as in libpq: an attempt on a server
     /// that accepts but never answers then waits for ever.
@@ -76,13 +91,18 @@ impl Server {
     pub fn local_socket(socket_dir: &Path, port: u16, user: &str, dbname: &str) -> Server {
         Server {
             hosts: vec![socket_dir.display().to_string()],
-            port,
+            ports: vec![port],
             dbname: dbname.to_owned(),
             user: user.to_owned(),
             password: None,
             password_origin: None,
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            sslcrl: None,
+            target_session_attrs: TargetSessionAttrs::Any,
+            passfile: None,
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -105,15 +125,25 @@ impl Server {
         self.password_origin.as_deref()
     }
 
-    /// `user@host:port/dbname`, for messages; never contains a password.
+    /// The port of the host at `index` in `hosts`.
+    pub fn port_of(&self, index: usize) -> u16 {
+        self.ports
+            .get(index)
+            .or_else(|| self.ports.first())
+            .copied()
+            .unwrap_or(5432)
+    }
+
+    /// `user@host:port/dbname` (`user@a:5432,b:5433/dbname` for several
+    /// hosts), for messages; never contains a password.
     pub fn describe(&self) -> String {
-        format!(
-            "{}@{}:{}/{}",
-            self.user,
-            self.hosts.join(","),
-            self.port,
-            self.dbname
-        )
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(index, host)| format!("{host}:{}", self.port_of(index)))
+            .collect();
+        format!("{}@{}/{}", self.user, hosts.join(","), self.dbname)
     }
 }
 
@@ -172,6 +202,49 @@ impl FromStr for SslMode {
             "verify-ca" => Ok(SslMode::VerifyCa),
             "verify-full" => Ok(SslMode::VerifyFull),
             _ => Err(ParseSslModeError(text.to_owned())),
+        }
+    }
+}
+
+/// libpq's `target_session_attrs`: which of several hosts is acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TargetSessionAttrs {
+    /// The first server that accepts the connection (libpq's default).
+    #[default]
+    Any,
+    /// Only a server that accepts writes (a primary): standbys are skipped.
+    ReadWrite,
+}
+
+impl TargetSessionAttrs {
+    /// The libpq spelling: `any` or `read-write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+        }
+    }
+}
+
+impl fmt::Display for TargetSessionAttrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`TargetSessionAttrs`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid target_session_attrs {0:?}: use any or read-write")]
+pub struct ParseTargetSessionAttrsError(String);
+
+impl FromStr for TargetSessionAttrs {
+    type Err = ParseTargetSessionAttrsError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "any" => Ok(TargetSessionAttrs::Any),
+            "read-write" => Ok(TargetSessionAttrs::ReadWrite),
+            _ => Err(ParseTargetSessionAttrsError(text.to_owned())),
         }
     }
 }

@@ -67,6 +67,11 @@ const PARAMETERS: &[&str] = &[
     "sslmode",
     "sslrootcert",
     "connect_timeout",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "target_session_attrs",
+    "passfile",
     "application_name",
 ];
 
@@ -80,7 +85,7 @@ pub(crate) fn values(parts: &UrlParts) -> Result<Vec<(&'static str, Value)>, Err
         let value = schema::validate(key, Raw::Text(text), "env DATABASE_URL").map_err(|_| {
             let (what, expected) = match key.kind {
                 Kind::Text => (dotted.trim_start_matches("database."), "a non-empty name"),
-                Kind::Path => ("sslrootcert", "a non-empty path"),
+                Kind::Path => (dotted.trim_start_matches("database."), "a non-empty path"),
                 kind => (
                     dotted.trim_start_matches("database."),
                     schema::expected(kind),
@@ -156,22 +161,21 @@ pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
             if !host.is_empty() {
                 hosts.push(decode(host, "host")?);
             }
-            if let Some(port) = port.filter(|port| !port.is_empty()) {
-                ports.push(port.to_owned());
-            }
+            ports.push(port.filter(|port| !port.is_empty()));
         }
         if !hosts.is_empty() {
             parts.settings.push(("database.host", hosts.join(",")));
         }
-        ports.dedup();
-        match ports.as_slice() {
-            [] => {}
-            [port] => parts.settings.push(("database.port", port.clone())),
-            _ => {
-                return Err(invalid(
-                    "its hosts have different ports: use one port for all hosts",
-                ))
+        // Each host has its own port; as in libpq, a host without one gets 5432.
+        let given: Vec<&str> = ports.iter().flatten().copied().collect();
+        let first = given.first().copied();
+        if given.len() == ports.len() && given.iter().all(|port| Some(*port) == first) {
+            if let Some(port) = first {
+                parts.settings.push(("database.port", port.to_owned()));
             }
+        } else if !given.is_empty() {
+            let list: Vec<&str> = ports.iter().map(|port| port.unwrap_or("5432")).collect();
+            parts.settings.push(("database.port", list.join(",")));
         }
     }
 
@@ -212,6 +216,11 @@ pub(crate) fn parse(url: &SecretString) -> Result<UrlParts, Error> {
             "sslmode" => "database.sslmode",
             "sslrootcert" => "database.sslrootcert",
             "connect_timeout" => "database.connect_timeout",
+            "sslcert" => "database.sslcert",
+            "sslkey" => "database.sslkey",
+            "sslcrl" => "database.sslcrl",
+            "target_session_attrs" => "database.target_session_attrs",
+            "passfile" => "database.passfile",
             "application_name" => continue,
             _ => {
                 let suggestion = schema::closest(&name, PARAMETERS.iter().copied())
@@ -282,10 +291,29 @@ mod tests {
             None,
         );
         check(
-            "postgres://a,b:7/d",
+            "postgres://a:7,b:7/d",
             &[
                 ("database.host", "a,b"),
                 ("database.port", "7"),
+                ("database.dbname", "d"),
+            ],
+            None,
+        );
+        check(
+            "postgres://a:5432,b:5433/d?target_session_attrs=read-write",
+            &[
+                ("database.host", "a,b"),
+                ("database.port", "5432,5433"),
+                ("database.dbname", "d"),
+                ("database.target_session_attrs", "read-write"),
+            ],
+            None,
+        );
+        check(
+            "postgres://a,b:5433/d",
+            &[
+                ("database.host", "a,b"),
+                ("database.port", "5432,5433"),
                 ("database.dbname", "d"),
             ],
             None,
@@ -309,7 +337,11 @@ mod tests {
             ("mysql://u:hunter2pw@h/d", &["hunter2pw"]),
             ("postgres://u:hunter2pw@h/d?sslmod=require", &["hunter2pw"]),
             ("postgres://u:hunter2pw%zz@h/d", &["hunter2pw"]),
-            ("postgres://u:hunter2pw@a:1,b:2/d", &["hunter2pw"]),
+            ("postgres://u:hunter2pw@a:1,b:x/d", &["hunter2pw"]),
+            (
+                "postgres://u:hunter2pw@a,b/d?target_session_attrs=primary",
+                &["hunter2pw"],
+            ),
             (
                 "postgres://u:hunter2pw@h/d?connect_timeout=soon",
                 &["hunter2pw", "soon"],

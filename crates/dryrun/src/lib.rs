@@ -29,7 +29,7 @@ pub use report::{
 
 /// The first-lines directive of a migration that removes data on purpose; the dry run then
 /// reports its data loss instead of failing on it.
-pub const DESTRUCTIVE: &str = "-- ecomind:destructive";
+pub const DESTRUCTIVE: &str = ecomind_migrate::catalog::DESTRUCTIVE;
 
 /// How to dry-run. There is no `Default`: the policy's timeouts must be given.
 #[derive(Clone, Debug)]
@@ -115,15 +115,6 @@ impl Error {
     pub fn needs_attention(&self) -> bool {
         matches!(self, Error::Migrate(e) if e.needs_attention())
     }
-}
-
-/// True when the up file's leading comment lines declare [`DESTRUCTIVE`].
-pub(crate) fn is_destructive(up_sql: &str) -> bool {
-    up_sql
-        .lines()
-        .map(str::trim)
-        .take_while(|line| line.starts_with("--"))
-        .any(|line| line == DESTRUCTIVE)
 }
 
 /// Restores the snapshot and rehearses the pending migrations on it; see the crate docs.
@@ -433,20 +424,4 @@ fn data_loss(migrations: &[MigrationRun]) -> Vec<DataLoss> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_destructive_directive_is_read_from_the_leading_comments_only() {
-        assert!(is_destructive(
-            "-- ecomind:destructive\nDELETE FROM t WHERE old;\n"
-        ));
-        assert!(is_destructive(
-            "-- removes stale rows\n-- ecomind:destructive\nDELETE FROM t;\n"
-        ));
-        assert!(!is_destructive("DELETE FROM t;\n-- ecomind:destructive\n"));
-    }
 }

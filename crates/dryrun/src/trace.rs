@@ -167,7 +167,7 @@ impl Observer for Tracer {
             version: script.migration.version(),
             name: script.migration.name().to_owned(),
             transactional: script.transactional,
-            destructive: crate::is_destructive(script.migration.up_sql()),
+            destructive: script.migration.is_destructive(),
             statements: Vec::new(),
             locks: BTreeMap::new(),
             relfilenodes,

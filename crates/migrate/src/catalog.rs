@@ -12,6 +12,9 @@ use crate::Error;
 pub const NO_TRANSACTION: &str = "-- ecomind:no-transaction";
 /// The first-line directive of a migration that has no down file and cannot be rolled back.
 pub const IRREVERSIBLE: &str = "-- ecomind:irreversible";
+/// The first-line directive of a migration that deletes data on purpose (drops a table or a
+/// column): the lint and the dry-run accept its drops and show them as intended.
+pub const DESTRUCTIVE: &str = "-- ecomind:destructive";
 const DIRECTIVE_PREFIX: &str = "-- ecomind:";
 
 /// One versioned migration: its up script, its down script, and how it must run.
@@ -23,6 +26,7 @@ pub struct Migration {
     down: Option<String>,
     transactional: bool,
     down_transactional: bool,
+    destructive: bool,
     checksum: u64,
 }
 
@@ -65,6 +69,11 @@ impl Migration {
     /// False for a migration whose down file starts with the no-transaction directive.
     pub fn is_down_transactional(&self) -> bool {
         self.down_transactional
+    }
+
+    /// True for a migration whose up file declares `-- ecomind:destructive`: it deletes data on purpose.
+    pub fn is_destructive(&self) -> bool {
+        self.destructive
     }
 
     /// The checksum refinery computes for this migration, so refinery's own tools agree with ours.
@@ -233,6 +242,7 @@ impl Catalog {
                 down,
                 transactional: !directives.no_transaction,
                 down_transactional,
+                destructive: directives.destructive,
                 checksum,
             });
         }
@@ -314,6 +324,7 @@ fn parse_file_name(file: &str) -> Result<(FileKind, i32, String), Error> {
 struct Directives {
     no_transaction: bool,
     irreversible: bool,
+    destructive: bool,
 }
 
 /// Reads the directives on the leading comment lines of an up file; an unknown one is an error.
@@ -323,11 +334,12 @@ fn directives(file: &str, text: &str) -> Result<Directives, Error> {
         match line {
             NO_TRANSACTION => found.no_transaction = true,
             IRREVERSIBLE => found.irreversible = true,
+            DESTRUCTIVE => found.destructive = true,
             other => {
                 return Err(Error::InvalidCatalog {
                     file: file.to_owned(),
                     reason: format!(
-                        "unknown directive `{other}`; the known ones are `{NO_TRANSACTION}` and `{IRREVERSIBLE}`"
+                        "unknown directive `{other}`; the known ones are `{NO_TRANSACTION}`, `{IRREVERSIBLE}` and `{DESTRUCTIVE}`"
                     ),
                 })
             }

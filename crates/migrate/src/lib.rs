@@ -16,6 +16,7 @@ mod lock;
 mod observe;
 mod plan;
 pub mod quote;
+mod rehearsal;
 pub mod repair;
 mod rollback;
 mod script;

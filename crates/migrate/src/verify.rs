@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, Migration};
 use crate::classify::{classify, StatementKind};
 use crate::fingerprint::{self, Difference, Fingerprint};
-use crate::{history, lock, plan, script, split, Error};
+use crate::{history, lock, plan, rehearsal, script, Error};
 
 /// How to verify. There is no `Default`: the waits are the caller's choice.
 #[derive(Clone, Debug)]
@@ -116,19 +116,112 @@ pub(crate) fn compare(
             .start()
             .map_err(Error::db("cannot begin the fingerprint transaction"))?;
         let home = fingerprint::home_schema(&mut tx)?.ok_or(Error::NoHomeSchema)?;
-        fingerprint::set_local_search_path(&mut tx, Some(&home))?;
+        let database = Database::read(&mut tx, &home)?;
+        set_local_search_path(&mut tx, &database.fingerprint_path(&home))?;
         let found = fingerprint::collect_schema(&mut tx, &home)?;
         tx.commit()
             .map_err(Error::db("cannot end the fingerprint transaction"))?;
-        (home, found)
+        (home, database, found)
     };
-    let (home, live) = live;
-    let expected = rehearse(client, migrations, &home, options)?;
+    let (home, database, live) = live;
+    let expected = rehearse(client, migrations, &home, &database, options)?;
     Ok(Comparison {
         expected_objects: expected.len(),
         differences: fingerprint::diff(&expected, &live),
         schema: home,
     })
+}
+
+/// What the rehearsal needs to know of the database it runs in.
+struct Database {
+    /// Installed extensions and existing schemas.
+    installed: rehearsal::Installed,
+    /// The schemas of installed extensions, but `pg_catalog`.
+    extension_schemas: Vec<String>,
+    /// The existing schemas of the session's search path, the home schema first.
+    search_path: Vec<String>,
+}
+
+impl Database {
+    fn read(tx: &mut postgres::Transaction<'_>, home: &str) -> Result<Database, Error> {
+        let rows = tx
+            .query(
+                "SELECT e.extname::text, n.nspname::text FROM pg_extension e \
+                 JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 2, 1",
+                &[],
+            )
+            .map_err(Error::db("cannot read the extensions of the database"))?;
+        let mut extensions = std::collections::HashSet::new();
+        let mut extension_schemas: Vec<String> = Vec::new();
+        for row in rows {
+            extensions.insert(row.get::<_, String>(0));
+            let schema: String = row.get(1);
+            if schema != "pg_catalog" && !extension_schemas.contains(&schema) {
+                extension_schemas.push(schema);
+            }
+        }
+        let schemas = tx
+            .query("SELECT nspname::text FROM pg_namespace", &[])
+            .map_err(Error::db("cannot read the schemas of the database"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut search_path: Vec<String> = tx
+            .query_one("SELECT current_schemas(false)::text[]", &[])
+            .map_err(Error::db("cannot read the search path"))?
+            .get(0);
+        search_path.retain(|s| s != home);
+        search_path.insert(0, home.to_owned());
+        Ok(Database {
+            installed: rehearsal::Installed {
+                extensions,
+                schemas,
+            },
+            extension_schemas,
+            search_path,
+        })
+    }
+
+    /// The schemas besides the home (or scratch) schema whose names print unqualified: the rest
+    /// of the session's search path, then the extensions' schemas.
+    fn others(&self, home: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for schema in self.search_path.iter().chain(&self.extension_schemas) {
+            if schema != home && !out.contains(&schema.as_str()) {
+                out.push(schema);
+            }
+        }
+        out
+    }
+
+    /// The search path a schema is fingerprinted under: the live home schema first, and the
+    /// same other schemas for the live and the rehearsed schema, so both print the same names.
+    fn fingerprint_path<'a>(&'a self, home: &'a str) -> Vec<&'a str> {
+        let mut path = vec![home];
+        path.extend(self.others(home));
+        path
+    }
+
+    /// The search path migrations are rehearsed under: the scratch schema takes the place of
+    /// the home schema, and the home schema follows it only when an extension lives there
+    /// (so `ltree` or `gin_trgm_ops` installed in `public` resolve).
+    fn rehearsal_path<'a>(&'a self, scratch: &'a str, home: &'a str) -> Vec<&'a str> {
+        let mut path = vec![scratch];
+        if self.extension_schemas.iter().any(|s| s == home) {
+            path.push(home);
+        }
+        path.extend(self.others(home));
+        path
+    }
+}
+
+fn set_local_search_path(
+    conn: &mut impl postgres::GenericClient,
+    path: &[&str],
+) -> Result<(), Error> {
+    let path: Vec<String> = path.iter().map(|s| crate::quote::ident(s)).collect();
+    conn.batch_execute(&format!("SET LOCAL search_path = {}", path.join(", ")))
+        .map_err(Error::db("cannot set the search path"))
 }
 
 /// Builds the schema `migrations` produce in a scratch schema inside a transaction that is
@@ -137,8 +230,10 @@ fn rehearse(
     client: &mut Client,
     migrations: &[&Migration],
     home: &str,
+    database: &Database,
     options: &VerifyOptions,
 ) -> Result<Fingerprint, Error> {
+    let script = rehearsal::plan(migrations, &database.installed)?;
     let mut tx = client
         .transaction()
         .map_err(Error::db("cannot begin the rehearsal transaction"))?;
@@ -160,32 +255,39 @@ fn rehearse(
     tx.batch_execute(&setup).map_err(Error::db(
         "cannot create the rehearsal schema (the user needs CREATE on the database)",
     ))?;
-    fingerprint::set_local_search_path(&mut tx, Some(&scratch))?;
-    for migration in migrations {
+    set_local_search_path(&mut tx, &database.rehearsal_path(&scratch, home))?;
+    for (migration, statements) in migrations.iter().zip(&script.migrations) {
         let file = migration.file_name();
-        let statements =
-            split::statements(migration.up_sql()).map_err(|e| Error::InvalidCatalog {
-                file: file.clone(),
-                reason: e.to_string(),
-            })?;
-        for (index, statement) in statements.iter().enumerate() {
-            let classified = classify(statement.sql);
-            if let Some(reason) = unrehearsable(&classified) {
+        for (index, (statement, step)) in statements.iter().enumerate() {
+            if let Some(reason) = unrehearsable(&classify(statement.sql)) {
                 return Err(Error::Rehearsal {
                     file,
                     detail: format!("statement {} (line {}) {reason}", index + 1, statement.line),
                 });
             }
+            let rehearsal::Step::Run(sql) = step else {
+                continue;
+            };
             let sql = if migration.is_transactional() {
-                std::borrow::Cow::Borrowed(statement.sql)
+                sql.clone()
             } else {
-                classified.without_concurrently()
+                classify(sql).without_concurrently().into_owned()
             };
             if let Err(e) = tx.batch_execute(&sql) {
-                return Err(Error::Rehearsal {
-                    file,
-                    detail: script::describe_failure(index, statements.len(), statement, &e),
-                });
+                // A rewritten statement's error positions do not match the file: name the line.
+                let detail = if sql == statement.sql {
+                    script::describe_failure(index, statements.len(), statement, &e)
+                } else {
+                    format!(
+                        "statement {} of {} (line {}, rehearsed as `{}`): {}",
+                        index + 1,
+                        statements.len(),
+                        statement.line,
+                        sql,
+                        crate::db_message(&e)
+                    )
+                };
+                return Err(Error::Rehearsal { file, detail });
             }
         }
         let outside = live_relations_locked(&mut tx, &scratch)?;
@@ -199,6 +301,9 @@ fn rehearse(
             });
         }
     }
+    let mut path = vec![scratch.as_str()];
+    path.extend(database.fingerprint_path(home));
+    set_local_search_path(&mut tx, &path)?;
     let expected = fingerprint::collect_schema_as(&mut tx, &scratch, home)?;
     // Dropping the transaction rolls it back: the scratch schema never existed for anyone else.
     drop(tx);

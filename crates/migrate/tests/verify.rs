@@ -378,3 +378,154 @@ fn baseline_at_a_later_version_rehearses_every_migration_up_to_it() {
     .expect_err("no V9");
     assert!(matches!(err, Error::UnknownTarget(9)), "{err}");
 }
+
+/// A history that uses extensions in `public` and in a schema of their own, an enum value added
+/// by one migration and used by the next, and a view over an extension type.
+fn extension_catalog() -> Catalog {
+    Catalog::from_files([
+        (
+            "V1__extensions.sql",
+            "CREATE EXTENSION IF NOT EXISTS ltree;\n\
+             CREATE EXTENSION pg_trgm;\n\
+             CREATE SCHEMA IF NOT EXISTS extensions;\n\
+             CREATE EXTENSION IF NOT EXISTS citext SCHEMA extensions;\n\
+             CREATE EXTENSION pgcrypto WITH SCHEMA extensions;",
+        ),
+        (
+            "V1__extensions.down.sql",
+            "DROP EXTENSION pgcrypto;\nDROP EXTENSION citext;\nDROP SCHEMA extensions;\n\
+             DROP EXTENSION pg_trgm;\nDROP EXTENSION ltree;",
+        ),
+        (
+            "V2__nodes.sql",
+            "CREATE TABLE nodes (\n\
+               id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n\
+               path ltree NOT NULL,\n\
+               name text NOT NULL,\n\
+               email extensions.citext UNIQUE,\n\
+               token bytea NOT NULL DEFAULT extensions.gen_random_bytes(16)\n\
+             );\n\
+             CREATE INDEX nodes_path ON nodes USING gist (path);\n\
+             CREATE INDEX nodes_name_trgm ON nodes USING gin (name gin_trgm_ops);",
+        ),
+        ("V2__nodes.down.sql", "DROP TABLE nodes;"),
+        (
+            "V3__mood.sql",
+            "CREATE TYPE \"Mood\" AS ENUM ('happy', 'sad');",
+        ),
+        ("V3__mood.down.sql", "DROP TYPE \"Mood\";"),
+        (
+            "V4__meh.sql",
+            "ALTER TYPE \"Mood\" ADD VALUE 'meh' BEFORE 'sad';\n\
+             ALTER TYPE \"Mood\" ADD VALUE IF NOT EXISTS 'o''k';",
+        ),
+        // PostgreSQL cannot drop an enum value; the down recreates the type.
+        (
+            "V4__meh.down.sql",
+            "DROP TYPE \"Mood\";\nCREATE TYPE \"Mood\" AS ENUM ('happy', 'sad');",
+        ),
+        (
+            "V5__use_meh.sql",
+            "ALTER TABLE nodes ADD COLUMN mood \"Mood\" NOT NULL DEFAULT 'meh';\n\
+             CREATE VIEW deep_nodes AS\n\
+               SELECT id, path, subpath(path, 0, 1) AS top FROM nodes\n\
+               WHERE nlevel(path) > 2 AND mood <> 'o''k' AND name % 'x';",
+        ),
+        (
+            "V5__use_meh.down.sql",
+            "DROP VIEW deep_nodes;\nALTER TABLE nodes DROP COLUMN mood;",
+        ),
+    ])
+    .expect("valid")
+}
+
+#[test]
+fn verify_and_baseline_rehearse_extensions_and_enum_values_added_then_used() {
+    let db = database();
+    let catalog = extension_catalog();
+    up(&db, &catalog);
+    let clean = check(&db, &catalog);
+    assert!(clean.matches(), "{}", describe(&clean.differences));
+
+    // Drift in a column of an extension type and in the enum is still found.
+    db.client()
+        .batch_execute("ALTER TYPE \"Mood\" ADD VALUE 'angry'; DROP INDEX nodes_name_trgm;")
+        .expect("drift");
+    let drifted = check(&db, &catalog);
+    let described = describe(&drifted.differences);
+    assert!(described.contains("nodes_name_trgm"), "{described}");
+    assert!(described.contains("angry"), "{described}");
+    db.client()
+        .batch_execute(
+            "CREATE INDEX nodes_name_trgm ON nodes USING gin (name gin_trgm_ops);\n\
+             DROP VIEW deep_nodes; ALTER TABLE nodes DROP COLUMN mood; DROP TYPE \"Mood\";\n\
+             CREATE TYPE \"Mood\" AS ENUM ('happy', 'meh', 'sad', 'o''k');\n\
+             ALTER TABLE nodes ADD COLUMN mood \"Mood\" NOT NULL DEFAULT 'meh';\n\
+             CREATE VIEW deep_nodes AS SELECT id, path, subpath(path, 0, 1) AS top FROM nodes\n\
+               WHERE nlevel(path) > 2 AND mood <> 'o''k' AND name % 'x';",
+        )
+        .expect("undo the drift by hand");
+    let repaired = check(&db, &catalog);
+    assert!(repaired.matches(), "{}", describe(&repaired.differences));
+
+    // Baseline rehearses the same history on a database whose history is gone.
+    db.client()
+        .batch_execute("DROP TABLE refinery_schema_history")
+        .expect("forget the history");
+    let actor = actor();
+    let report = baseline(
+        &mut db.client(),
+        &catalog,
+        &baseline_options(&actor, 5),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.recorded.len(), 5);
+}
+
+#[test]
+fn a_role_without_createdb_rehearses_extensions_and_nothing_stays_visible() {
+    let db = database();
+    let catalog = extension_catalog();
+    up(&db, &catalog);
+    let role = format!("verifier_{}", db.name());
+    db.client()
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE;\n\
+             GRANT CREATE ON DATABASE {db} TO {role};\n\
+             GRANT USAGE ON SCHEMA public, extensions TO {role};\n\
+             GRANT SELECT ON refinery_schema_history TO {role};",
+            db = db.name()
+        ))
+        .expect("a verifying role");
+    let mut config = db.config();
+    config.user(&role);
+    let mut client = config
+        .connect(postgres::NoTls)
+        .expect("connect as the role");
+    let schemas_before: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM pg_namespace", &[])
+        .expect("schemas")
+        .get(0);
+    let report = verify(&mut client, &catalog, &verify_options()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.matches(), "{}", describe(&report.differences));
+    let schemas_after: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM pg_namespace", &[])
+        .expect("schemas")
+        .get(0);
+    assert_eq!(
+        schemas_before, schemas_after,
+        "the scratch schema never commits"
+    );
+    drop(client);
+    db.client()
+        .batch_execute(&format!(
+            "REVOKE ALL ON refinery_schema_history FROM {role};\n\
+             REVOKE ALL ON SCHEMA public, extensions FROM {role};\n\
+             REVOKE ALL ON DATABASE {db} FROM {role}; DROP ROLE {role};",
+            db = db.name()
+        ))
+        .expect("drop the role");
+}

@@ -58,6 +58,61 @@ impl Sandbox {
         Sandbox::start_with(opts, Some(populate))
     }
 
+    /// Starts a streaming replica (a hot standby) of this sandbox in a new sandbox, with
+    /// server binaries alone (no pg_basebackup): a non-exclusive base backup taken with
+    /// `pg_backup_start`/`pg_backup_stop` (`pg_start_backup`/`pg_stop_backup` before
+    /// PostgreSQL 15) around a file copy, then `standby.signal` and `primary_conninfo` over
+    /// this sandbox's unix socket. The primary must let its superuser replicate over the
+    /// socket without a password ([`crate::Auth::Trust`]). `opts` are the standby's own;
+    /// `primary_conninfo` is added to its settings.
+    pub fn start_standby(&self, opts: &ClusterOptions) -> Result<Sandbox, Error> {
+        let run_as = os::run_as()?;
+        let modern = opts.binaries.major() >= 15;
+        let (start, stop) = if modern {
+            (
+                "SELECT pg_backup_start('ecomind-standby', true)::text",
+                "SELECT labelfile FROM pg_backup_stop(true)",
+            )
+        } else {
+            (
+                "SELECT pg_start_backup('ecomind-standby', true, false)::text",
+                "SELECT labelfile FROM pg_stop_backup(false, true)",
+            )
+        };
+        let backup_error = |what: &str, source: postgres::Error| Error::Postgres {
+            action: format!("{what} the base backup of the standby"),
+            socket_dir: self.cluster.socket_dir().to_path_buf(),
+            source,
+        };
+        let mut populate = |data: &Path| -> Result<(), Error> {
+            let mut primary = self.cluster.connect("postgres")?;
+            primary
+                .simple_query(start)
+                .map_err(|e| backup_error("start", e))?;
+            let copied = copy_tree(self.cluster.data_dir(), data, &run_as);
+            let label: String = primary
+                .query_one(stop, &[])
+                .map_err(|e| backup_error("stop", e))?
+                .get(0);
+            copied?;
+            for (name, text) in [("backup_label", label.as_str()), ("standby.signal", "")] {
+                let path = data.join(name);
+                fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+                os::own_file(&path, &run_as)?;
+            }
+            Ok(())
+        };
+        let conninfo = self.cluster.conninfo("postgres");
+        let mut settings: Vec<(&str, &str)> = opts.settings.to_vec();
+        settings.push(("primary_conninfo", conninfo.as_str()));
+        settings.push(("hot_standby", "on"));
+        let standby_opts = ClusterOptions {
+            settings: &settings,
+            ..opts.clone()
+        };
+        Sandbox::start_from(&standby_opts, &mut populate)
+    }
+
     fn start_with(opts: &ClusterOptions, populate: Option<Populate<'_>>) -> Result<Sandbox, Error> {
         sweep();
         let run_as = os::run_as()?;
@@ -152,6 +207,40 @@ impl Drop for Sandbox {
             let _ = reaper.wait();
         }
     }
+}
+
+/// Copies a running cluster's data folder for a base backup, giving every entry to the
+/// server user. The server's own lock files are left out; files that vanish while being
+/// copied (temporary files, statistics) are skipped, as pg_basebackup skips them.
+fn copy_tree(from: &Path, to: &Path, run_as: &os::RunAs) -> Result<(), Error> {
+    fs::create_dir_all(to).map_err(|e| Error::io("create", to, e))?;
+    os::own_dir(to, run_as, 0o700)?;
+    let entries = fs::read_dir(from).map_err(|e| Error::io("read", from, e))?;
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        if matches!(
+            name.to_str(),
+            Some("postmaster.pid" | "postmaster.opts" | "backup_label" | "standby.signal")
+        ) {
+            continue;
+        }
+        let source = entry.path();
+        let target = to.join(&name);
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            copy_tree(&source, &target, run_as)?;
+        } else if kind.is_file() {
+            match fs::copy(&source, &target) {
+                Ok(_) => os::own_file(&target, run_as)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("copy", &source, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes sandbox folders whose owner and reaper are both dead (best effort).

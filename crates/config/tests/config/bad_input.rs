@@ -63,7 +63,7 @@ fn cases() -> Vec<(&'static str, Setup<'static>, Fails, Vec<&'static str>)> {
             "wrong type",
             Setup::file("[database]\nport = \"abc\"\n"),
             Fails::Both,
-            vec!["environments/qa.toml: `database.port` must be an integer between 1 and 65535, found the string \"abc\""],
+            vec!["environments/qa.toml: `database.port` must be an integer between 1 and 65535 (or a comma-separated list of them, one per host), found the string \"abc\""],
         ),
         (
             "wrong type of a flag",
@@ -226,6 +226,48 @@ fn cases() -> Vec<(&'static str, Setup<'static>, Fails, Vec<&'static str>)> {
             Setup::file("").var("DATABASE_URL", "postgres://u@h:http/db"),
             Fails::Both,
             vec!["env DATABASE_URL: its port is not valid: use an integer between 1 and 65535"],
+        ),
+        (
+            "more ports than hosts",
+            Setup::file("[database]\nhost = \"a,b\"\n").var("PGPORT", "5432,5433,5434"),
+            Fails::Both,
+            vec!["environment `qa`: 3 ports (from env PGPORT) for 2 hosts (from environments/qa.toml): give one port for every host, or one port per host in the same order"],
+        ),
+        (
+            "a port list with a bad entry",
+            Setup::file("").var("PGPORT", "5432,x"),
+            Fails::Both,
+            vec!["env PGPORT: invalid port \"5432,x\""],
+        ),
+        (
+            "unsupported target_session_attrs",
+            Setup::file("").var("PGTARGETSESSIONATTRS", "prefer-standby"),
+            Fails::Both,
+            vec!["env PGTARGETSESSIONATTRS: `database.target_session_attrs` must be \"any\" or \"read-write\", found \"prefer-standby\""],
+        ),
+        (
+            "a client certificate without its key",
+            Setup::file("[database]\nsslcert = \"/etc/client.crt\"\n"),
+            Fails::Both,
+            vec!["environment `qa`: sslcert (from environments/qa.toml) needs sslkey: set both the client certificate and its key, or neither"],
+        ),
+        (
+            "a revocation list without a CA",
+            Setup::file("").var("PGSSLCRL", "/etc/root.crl"),
+            Fails::Both,
+            vec!["environment `qa`: sslcrl (from env PGSSLCRL) needs sslrootcert"],
+        ),
+        (
+            "a password file named but missing",
+            Setup::file("").var("PGPASSFILE", "/nonexistent/pgpass"),
+            Fails::LoadOnly,
+            vec!["secret file /nonexistent/pgpass (from env PGPASSFILE) does not exist"],
+        ),
+        (
+            "a password file others can read",
+            Setup::file("").var("PGPASSFILE", "pgpass").secret_file("pgpass", "*:*:*:*:s3cret\n", 0o644),
+            Fails::LoadOnly,
+            vec!["(from env PGPASSFILE) is accessible by group or others (mode 0644): run `chmod 600"],
         ),
     ]
 }

@@ -8,6 +8,7 @@
 mod bad_input;
 mod harness;
 mod leak;
+mod libpq;
 mod precedence;
 mod repository;
 mod server;

@@ -73,7 +73,67 @@ const CASES: &[Case] = &[
                 "1004",
                 "env DATABASE_URL",
             ),
+            (
+                Layer::Var("DATABASE_URL", "postgres://a:1004,b:1005/x"),
+                "1004,1005",
+                "env DATABASE_URL",
+            ),
             (Layer::Flag(|f| f.port = Some(1005)), "1005", "flag --port"),
+        ],
+    },
+    Case {
+        key: "database.target_session_attrs",
+        default: Some("any"),
+        layers: &[
+            (
+                Layer::File("target_session_attrs = \"read-write\""),
+                "read-write",
+                FILE,
+            ),
+            (
+                Layer::Var("ECOMIND_DB_TARGET_SESSION_ATTRS", "any"),
+                "any",
+                "env ECOMIND_DB_TARGET_SESSION_ATTRS",
+            ),
+            (
+                Layer::Var("PGTARGETSESSIONATTRS", "read-write"),
+                "read-write",
+                "env PGTARGETSESSIONATTRS",
+            ),
+            (
+                Layer::Var(
+                    "DATABASE_URL",
+                    "postgres://a:1,b:2/x?target_session_attrs=any",
+                ),
+                "any",
+                "env DATABASE_URL",
+            ),
+        ],
+    },
+    Case {
+        key: "database.sslcrl",
+        default: None,
+        layers: &[
+            (
+                Layer::File("sslcrl = \"/ca/file.crl\""),
+                "/ca/file.crl",
+                FILE,
+            ),
+            (
+                Layer::Var("ECOMIND_DB_SSLCRL", "/ca/ecomind.crl"),
+                "/ca/ecomind.crl",
+                "env ECOMIND_DB_SSLCRL",
+            ),
+            (
+                Layer::Var("PGSSLCRL", "/ca/pg.crl"),
+                "/ca/pg.crl",
+                "env PGSSLCRL",
+            ),
+            (
+                Layer::Var("DATABASE_URL", "postgres://h/x?sslcrl=/ca/url.crl"),
+                "/ca/url.crl",
+                "env DATABASE_URL",
+            ),
         ],
     },
     Case {

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+ALTER TABLE legacy_events ADD PRIMARY KEY (id);

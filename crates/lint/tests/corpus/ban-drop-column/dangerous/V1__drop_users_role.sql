@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+ALTER TABLE users DROP COLUMN role;

@@ -1,0 +1,3 @@
+-- ecomind:destructive
+-- ecomind:irreversible
+ALTER TABLE users DROP COLUMN role;

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+DROP TABLE audit_logs;

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+ALTER TABLE users ALTER COLUMN role TYPE text;

@@ -1,0 +1,3 @@
+-- ecomind:irreversible
+-- Expand: a new column, backfilled and written by the application, replaces role later.
+ALTER TABLE users ADD COLUMN role_name text;

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+CREATE INDEX CONCURRENTLY idx_users_role ON users (role);

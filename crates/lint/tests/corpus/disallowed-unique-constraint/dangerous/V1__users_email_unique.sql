@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+ALTER TABLE users ADD CONSTRAINT users_email_unique UNIQUE (email);

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+CREATE TABLE sessions (id text PRIMARY KEY);

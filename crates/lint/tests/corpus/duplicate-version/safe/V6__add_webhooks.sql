@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+CREATE TABLE webhooks (id text PRIMARY KEY);

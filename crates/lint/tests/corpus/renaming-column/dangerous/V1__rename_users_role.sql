@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+ALTER TABLE users RENAME COLUMN role TO access_role;

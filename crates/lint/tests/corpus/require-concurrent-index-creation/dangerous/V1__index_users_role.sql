@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+CREATE INDEX idx_users_role ON users (role);

@@ -1,0 +1,3 @@
+-- ecomind:no-transaction
+-- ecomind:irreversible
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_role ON users (role);

@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+DROP INDEX idx_users_email;

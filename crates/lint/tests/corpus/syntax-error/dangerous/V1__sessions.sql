@@ -1,0 +1,2 @@
+-- ecomind:irreversible
+CREATE TABEL sessions (id text PRIMARY KEY);
