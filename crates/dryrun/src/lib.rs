@@ -85,10 +85,10 @@ pub enum Stage<'a> {
 pub enum Error {
     /// The dump could not be read or restored.
     #[error(transparent)]
-    Snapshot(#[from] ecomind_snapshot::Error),
+    Snapshot(Box<ecomind_snapshot::Error>),
     /// The engine refused or failed before any migration ran (divergence, a bad baseline...).
     #[error(transparent)]
-    Migrate(#[from] ecomind_migrate::Error),
+    Migrate(Box<ecomind_migrate::Error>),
     /// The snapshot has no history table.
     #[error("the snapshot has no migration history ({table} is missing), so which migrations are pending is unknown; if its database was built by hand before migrations existed, pass --baseline to rehearse baseline, then migrate")]
     NoHistory {
@@ -103,6 +103,18 @@ pub enum Error {
         /// The driver's error.
         error: postgres::Error,
     },
+}
+
+impl From<ecomind_snapshot::Error> for Error {
+    fn from(e: ecomind_snapshot::Error) -> Error {
+        Error::Snapshot(Box::new(e))
+    }
+}
+
+impl From<ecomind_migrate::Error> for Error {
+    fn from(e: ecomind_migrate::Error) -> Error {
+        Error::Migrate(Box::new(e))
+    }
 }
 
 impl Error {

@@ -201,18 +201,15 @@ impl Observer for Tracer {
         };
         let index = current.statements.len();
         for (oid, mode, relation) in locks {
-            let key = (oid, mode.clone());
-            if !current.locks.contains_key(&key) {
-                current.locks.insert(
-                    key,
-                    Seen {
-                        relation,
-                        mode,
-                        since: started,
-                        statement: index,
-                    },
-                );
-            }
+            current
+                .locks
+                .entry((oid, mode.clone()))
+                .or_insert_with(|| Seen {
+                    relation,
+                    mode,
+                    since: started,
+                    statement: index,
+                });
         }
         let mut rewrites = Vec::new();
         for (oid, (name, node)) in &current.relfilenodes {
