@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::config(a, &out),
         Command::DryRun(a) => dry_run::command(a, &out),
         Command::DevDb(a) => commands::dev_db(a, &out),
+        Command::New(a) => commands::new(a, &out),
+        Command::Lint(a) => commands::lint(a, &out),
+        Command::Completions(a) => commands::completions(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -14,7 +14,7 @@ pub const EVENT_TABLE: &str = "ecomind_migration_events";
 
 /// Creates both tables if they do not exist yet. Called only under the migration lock.
 /// The history layout is refinery's own, so refinery's tools can read it.
-const ENSURE_TABLES: &str = "
+pub(crate) const ENSURE_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS refinery_schema_history (
     version int4 PRIMARY KEY,
     name varchar(255),
@@ -53,6 +53,28 @@ pub struct Actor {
     pub tool_version: String,
 }
 
+impl Actor {
+    /// This process: the operating-system user (`USER`, else `LOGNAME`) and the host name,
+    /// `unknown` where they cannot be read, running `tool_version`.
+    pub fn of_this_process(tool_version: String) -> Actor {
+        let os_user = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Actor {
+            os_user,
+            host,
+            tool_version,
+        }
+    }
+}
+
 /// One row of refinery's history.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppliedMigration {
@@ -69,6 +91,17 @@ pub struct AppliedMigration {
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
     // DDL only when something is missing: on an up-to-date database a run changes no catalog,
     // takes no table lock, and needs no ownership of the history tables.
+    if tables_complete(client)? {
+        return Ok(());
+    }
+    // The server emits a NOTICE for each table that exists; the client ignores notices.
+    client
+        .batch_execute(ENSURE_TABLES)
+        .map_err(Error::db("cannot create the migration history tables"))
+}
+
+/// True when both history tables exist with every column this version writes.
+pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
     let rows = client
         .simple_query(
             "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
@@ -78,16 +111,9 @@ pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
                               AND attname = 'detail' AND NOT attisdropped)",
         )
         .map_err(Error::db("cannot look for the migration history tables"))?;
-    let complete = rows
+    Ok(rows
         .iter()
-        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
-    if complete {
-        return Ok(());
-    }
-    // The server emits a NOTICE for each table that exists; the client ignores notices.
-    client
-        .batch_execute(ENSURE_TABLES)
-        .map_err(Error::db("cannot create the migration history tables"))
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
 }
 
 /// Reads the history, or an empty one when the table does not exist yet (a database never migrated).
@@ -155,19 +181,20 @@ pub(crate) fn record_applied(
         ))
 }
 
+/// The statement that removes a reverted migration's history row.
+pub(crate) fn reverted_sql(version: i32) -> String {
+    format!("DELETE FROM refinery_schema_history WHERE version = {version}")
+}
+
 /// Removes a reverted migration's history row inside the transaction of its down script.
 pub(crate) fn record_reverted(
     tx: &mut impl postgres::GenericClient,
     version: i32,
 ) -> Result<(), Error> {
     // The simple protocol, like the inserts: one round trip.
-    let messages = tx
-        .simple_query(&format!(
-            "DELETE FROM refinery_schema_history WHERE version = {version}"
-        ))
-        .map_err(Error::db(
-            "cannot remove the migration from refinery_schema_history",
-        ))?;
+    let messages = tx.simple_query(&reverted_sql(version)).map_err(Error::db(
+        "cannot remove the migration from refinery_schema_history",
+    ))?;
     let removed = messages.iter().find_map(|m| match m {
         postgres::SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
         _ => None,
