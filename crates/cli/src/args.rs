@@ -37,7 +37,12 @@ Exit codes:
   1  error, or a migration failed
   2  usage error
   4  possible data loss not declared with `-- ecomind:destructive`, a failed rollback rehearsal,
-     drift after the run, or divergence between the snapshot's history and the files";
+     drift after the run, or divergence between the snapshot's history and the files
+
+Examples:
+  ecomind-db dry-run --env prod --snapshot prod-2026-11-20.dump --report dry-run.md
+  ecomind-db dry-run --env prod --snapshot prod.sql.gz --no-rollback --json
+  ecomind-db dry-run --prune-cache";
 
 /// Versioned, locked, audited PostgreSQL migrations for EcoMind.
 #[derive(Debug, Parser)]
