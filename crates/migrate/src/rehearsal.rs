@@ -16,11 +16,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::catalog::Migration;
-use crate::split;
+use crate::split::{self, Kind};
 use crate::Error;
 
-/// One token of a statement: enough of PostgreSQL's lexical rules to read the few statement
-/// shapes above (the statement boundaries themselves come from [`split`]).
+/// One token of a statement, as the shapes above are read (the lexer is [`split`]'s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
     /// A key word or unquoted identifier, folded to lower case as PostgreSQL folds it.
@@ -41,120 +40,81 @@ struct Located {
     end: usize,
 }
 
-/// Reads the tokens of one statement. Malformed text never panics: it ends the token list.
+/// Reads the tokens of one statement from the lexer (`split::tokens`), as this module reads
+/// them: words folded to lower case, identifiers and strings by their value, anything else one
+/// character at a time. Text that does not lex has no tokens.
 fn tokens(sql: &str) -> Vec<Located> {
-    let bytes = sql.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let start = i;
-        if b.is_ascii_whitespace() {
-            i += 1;
-        } else if sql[i..].starts_with("--") {
-            i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
-        } else if sql[i..].starts_with("/*") {
-            let mut depth = 0usize;
-            while i < bytes.len() {
-                if sql[i..].starts_with("/*") {
-                    depth += 1;
-                    i += 2;
-                } else if sql[i..].starts_with("*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
+    for t in split::tokens(sql).unwrap_or_default() {
+        let (start, end) = (t.start, t.start + t.text.len());
+        let token = match t.kind {
+            Kind::Word => Token::Word(t.text.to_lowercase()),
+            Kind::QuotedIdentifier => Token::Quoted(identifier_value(t.text)),
+            Kind::String => Token::Str(string_value(t.text)),
+            Kind::Semicolon | Kind::OpenParen | Kind::CloseParen | Kind::Other => {
+                for (offset, c) in t.text.char_indices() {
+                    out.push(Located {
+                        token: Token::Punct(c),
+                        start: start + offset,
+                        end: start + offset + c.len_utf8(),
+                    });
                 }
+                continue;
             }
-        } else if b == b'\'' || ((b == b'E' || b == b'e') && bytes.get(i + 1) == Some(&b'\'')) {
-            let escapes = b != b'\'';
-            i += if escapes { 2 } else { 1 };
-            let mut value = String::new();
-            loop {
-                let Some(c) = sql[i..].chars().next() else {
-                    return out;
-                };
-                if c == '\'' {
-                    if bytes.get(i + 1) == Some(&b'\'') {
-                        value.push('\'');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                if escapes && c == '\\' {
-                    let Some(next) = sql[i + 1..].chars().next() else {
-                        return out;
-                    };
+        };
+        out.push(Located { token, start, end });
+    }
+    out
+}
+
+/// A quoted identifier's name: without its quotes (and `U&` prefix), `""` read as `"`.
+fn identifier_value(text: &str) -> String {
+    let inner = text.trim_start_matches(['U', 'u', '&']);
+    inner
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(inner)
+        .replace("\"\"", "\"")
+}
+
+/// A string constant's value: `''` read as `'`, and in an `E''` string the backslash escapes
+/// `\n`, `\t`, `\r` and any character that follows it; a dollar-quoted string as written.
+fn string_value(text: &str) -> String {
+    if let Some(rest) = text.strip_prefix('$') {
+        let tag_end = rest.find('$').map_or(0, |i| i + 2);
+        let delimiter = &text[..tag_end];
+        return text[tag_end..]
+            .strip_suffix(delimiter)
+            .unwrap_or(&text[tag_end..])
+            .to_owned();
+    }
+    let escapes = text.starts_with(['e', 'E']);
+    let mut value = String::new();
+    let mut inside = false;
+    let mut chars = text[text.find('\'').unwrap_or(0)..].chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if inside && chars.peek() == Some(&'\'') => {
+                chars.next();
+                value.push('\'');
+            }
+            '\'' => inside = !inside,
+            '\\' if inside && escapes => {
+                if let Some(next) = chars.next() {
                     value.push(match next {
                         'n' => '\n',
                         't' => '\t',
                         'r' => '\r',
                         other => other,
                     });
-                    i += 1 + next.len_utf8();
-                    continue;
                 }
-                value.push(c);
-                i += c.len_utf8();
             }
-            out.push(Located {
-                token: Token::Str(value),
-                start,
-                end: i,
-            });
-        } else if b == b'"' {
-            i += 1;
-            let mut value = String::new();
-            loop {
-                let Some(c) = sql[i..].chars().next() else {
-                    return out;
-                };
-                i += c.len_utf8();
-                if c == '"' {
-                    if bytes.get(i) == Some(&b'"') {
-                        value.push('"');
-                        i += 1;
-                        continue;
-                    }
-                    break;
-                }
-                value.push(c);
-            }
-            out.push(Located {
-                token: Token::Quoted(value),
-                start,
-                end: i,
-            });
-        } else if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric()
-                    || bytes[i] == b'_'
-                    || bytes[i] == b'$'
-                    || bytes[i] >= 0x80)
-            {
-                i += 1;
-            }
-            out.push(Located {
-                token: Token::Word(sql[start..i].to_lowercase()),
-                start,
-                end: i,
-            });
-        } else {
-            let c = sql[i..].chars().next().unwrap_or(' ');
-            i += c.len_utf8();
-            out.push(Located {
-                token: Token::Punct(c),
-                start,
-                end: i,
-            });
+            c if inside => value.push(c),
+            // Between the parts of a string continued on the next line.
+            _ => {}
         }
     }
-    out
+    value
 }
 
 /// A cursor over a statement's tokens.
