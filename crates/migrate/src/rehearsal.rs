@@ -19,8 +19,8 @@ use crate::catalog::Migration;
 use crate::split;
 use crate::Error;
 
-/// One token of a statement: enough of PostgreSQL's lexical rules to read the few statement
-/// shapes above (the statement boundaries themselves come from [`split`]).
+/// One token of a statement, as the few statement shapes above need it: the lexer
+/// ([`split::tokens`]) finds the tokens, this keeps their values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
     /// A key word or unquoted identifier, folded to lower case as PostgreSQL folds it.
@@ -41,117 +41,71 @@ struct Located {
     end: usize,
 }
 
-/// Reads the tokens of one statement. Malformed text never panics: it ends the token list.
+/// The tokens of one statement with their values. Text that does not lex has none.
 fn tokens(sql: &str) -> Vec<Located> {
-    let bytes = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let start = i;
-        if b.is_ascii_whitespace() {
-            i += 1;
-        } else if sql[i..].starts_with("--") {
-            i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
-        } else if sql[i..].starts_with("/*") {
-            let mut depth = 0usize;
-            while i < bytes.len() {
-                if sql[i..].starts_with("/*") {
-                    depth += 1;
-                    i += 2;
-                } else if sql[i..].starts_with("*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
+    let Ok(tokens) = split::tokens(sql) else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .map(|t| {
+            let token = match t.kind {
+                split::Kind::Word => Token::Word(t.text.to_lowercase()),
+                split::Kind::QuotedIdentifier => Token::Quoted(unquote(t.text, '"')),
+                split::Kind::String => Token::Str(string_value(t.text)),
+                split::Kind::OpenParen => Token::Punct('('),
+                split::Kind::CloseParen => Token::Punct(')'),
+                split::Kind::Semicolon => Token::Punct(';'),
+                split::Kind::Other => Token::Punct(t.text.chars().next().unwrap_or(' ')),
+            };
+            Located {
+                token,
+                start: t.start,
+                end: t.start + t.text.len(),
             }
-        } else if b == b'\'' || ((b == b'E' || b == b'e') && bytes.get(i + 1) == Some(&b'\'')) {
-            let escapes = b != b'\'';
-            i += if escapes { 2 } else { 1 };
-            let mut value = String::new();
-            loop {
-                let Some(c) = sql[i..].chars().next() else {
-                    return out;
-                };
-                if c == '\'' {
-                    if bytes.get(i + 1) == Some(&b'\'') {
-                        value.push('\'');
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                if escapes && c == '\\' {
-                    let Some(next) = sql[i + 1..].chars().next() else {
-                        return out;
-                    };
-                    value.push(match next {
-                        'n' => '\n',
-                        't' => '\t',
-                        'r' => '\r',
-                        other => other,
-                    });
-                    i += 1 + next.len_utf8();
-                    continue;
-                }
-                value.push(c);
-                i += c.len_utf8();
-            }
-            out.push(Located {
-                token: Token::Str(value),
-                start,
-                end: i,
-            });
-        } else if b == b'"' {
-            i += 1;
-            let mut value = String::new();
-            loop {
-                let Some(c) = sql[i..].chars().next() else {
-                    return out;
-                };
-                i += c.len_utf8();
-                if c == '"' {
-                    if bytes.get(i) == Some(&b'"') {
-                        value.push('"');
-                        i += 1;
-                        continue;
-                    }
-                    break;
-                }
-                value.push(c);
-            }
-            out.push(Located {
-                token: Token::Quoted(value),
-                start,
-                end: i,
-            });
-        } else if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric()
-                    || bytes[i] == b'_'
-                    || bytes[i] == b'$'
-                    || bytes[i] >= 0x80)
-            {
-                i += 1;
-            }
-            out.push(Located {
-                token: Token::Word(sql[start..i].to_lowercase()),
-                start,
-                end: i,
-            });
-        } else {
-            let c = sql[i..].chars().next().unwrap_or(' ');
-            i += c.len_utf8();
-            out.push(Located {
-                token: Token::Punct(c),
-                start,
-                end: i,
-            });
+        })
+        .collect()
+}
+
+/// The text between the first and the last `quote`, with doubled quotes made single.
+fn unquote(text: &str, quote: char) -> String {
+    let inner = match (text.find(quote), text.rfind(quote)) {
+        (Some(first), Some(last)) if last > first => &text[first + 1..last],
+        _ => "",
+    };
+    let doubled: String = [quote, quote].iter().collect();
+    inner.replace(&doubled, &quote.to_string())
+}
+
+/// The value of a string constant: `'...'`, `E'...'` with its backslash escapes, or
+/// `$tag$...$tag$`.
+fn string_value(text: &str) -> String {
+    if text.starts_with('$') {
+        let tag_end = text[1..].find('$').map_or(text.len(), |i| i + 2);
+        let tag = &text[..tag_end.min(text.len())];
+        return text
+            .strip_prefix(tag)
+            .and_then(|rest| rest.strip_suffix(tag))
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let value = unquote(text, '\'');
+    if !(text.starts_with('E') || text.starts_with('e')) {
+        return value;
+    }
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
         }
     }
     out
