@@ -80,8 +80,8 @@ fn unquote(text: &str, quote: char) -> String {
 /// The value of a string constant: `'...'`, `E'...'` with its backslash escapes, or
 /// `$tag$...$tag$`.
 fn string_value(text: &str) -> String {
-    if text.starts_with('$') {
-        let tag_end = text[1..].find('$').map_or(text.len(), |i| i + 2);
+    if let Some(after) = text.strip_prefix('$') {
+        let tag_end = after.find('$').map_or(text.len(), |i| i + 2);
         let tag = &text[..tag_end.min(text.len())];
         return text
             .strip_prefix(tag)
