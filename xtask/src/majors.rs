@@ -10,21 +10,9 @@ const DATABASE_CRATES: &[&str] = &["ecomind-snapshot", "ecomind-migrate", "ecomi
 
 /// Runs the database tests once per listed major.
 pub fn run(root: &Path, tally: &mut crate::Tally) -> Result<(), String> {
-    let list = root.join("ci/postgres-majors.txt");
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
-    let cache = std::env::var_os("ECOMIND_DB_PG_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("ecomind-db-postgres"));
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let (Some(major), Some(version)) = (fields.next(), fields.next()) else {
-            return Err(format!("{}: malformed line `{line}`", list.display()));
-        };
-        let bin_dir = unpack(&cache, version)?;
+    let cache = cache();
+    for (major, version) in listed(root)? {
+        let bin_dir = unpack(&cache, &version)?;
         eprintln!(
             "==> PostgreSQL {major} ({version}) from {}",
             bin_dir.display()
@@ -42,8 +30,34 @@ pub fn run(root: &Path, tally: &mut crate::Tally) -> Result<(), String> {
     Ok(())
 }
 
+/// The majors of `ci/postgres-majors.txt` with their exact npm versions.
+pub fn listed(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let list = root.join("ci/postgres-majors.txt");
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
+    let mut majors = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(major), Some(version)) = (fields.next(), fields.next()) else {
+            return Err(format!("{}: malformed line `{line}`", list.display()));
+        };
+        majors.push((major.to_owned(), version.to_owned()));
+    }
+    Ok(majors)
+}
+
+/// Where unpacked server binaries are kept: `ECOMIND_DB_PG_CACHE`, else `$TMPDIR/ecomind-db-postgres`.
+pub fn cache() -> PathBuf {
+    std::env::var_os("ECOMIND_DB_PG_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ecomind-db-postgres"))
+}
+
 /// Unpacks one version into the cache (once) and returns its `bin` folder.
-fn unpack(cache: &Path, version: &str) -> Result<PathBuf, String> {
+pub fn unpack(cache: &Path, version: &str) -> Result<PathBuf, String> {
     let dir = cache.join(version);
     let bin = dir.join("package/native/bin");
     if bin.join("postgres").is_file() && bin.join("initdb").is_file() {

@@ -5,13 +5,27 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ecomind_config::SslMode;
 
-const EXIT_CODES: &str = "\
+/// The exit codes, as a literal so that each command's help can append its examples.
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0  success
   1  error
   2  usage error
   3  status --check: migrations are pending
-  4  drift, divergence, or a failed migration that needs repair";
+  4  drift, divergence, or a failed migration that needs repair"
+    };
+}
+
+/// A command's help epilogue: the exit codes, then two or three examples.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!(exit_codes!(), "\n\nExamples:", $("\n  ", $line),+)
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
 
 /// Versioned, locked, audited PostgreSQL migrations for EcoMind.
 #[derive(Debug, Parser)]
@@ -30,32 +44,53 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, each in one transaction with its history row, under a lock.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db migrate --env dev", "ecomind-db migrate --env prod --sql > release.sql   # for approval; changes nothing", "ecomind-db migrate --env prod --to 4"))]
     Migrate(MigrateArgs),
     /// Revert applied migrations with their down files, newest first (needs --to or --steps).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db rollback --env dev --steps 1", "ecomind-db rollback --env staging --to 3 --confirm staging"))]
     Rollback(RollbackArgs),
     /// Compare the live schema with the schema the applied migrations produce; exit 4 on drift.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db verify --env staging", "ecomind-db verify --env prod --json"))]
     Verify(VerifyArgs),
     /// Bring a hand-made database under management: record V1..V as applied, only if its schema matches exactly.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db baseline --env prod --confirm prod", "ecomind-db baseline --env staging --version 2 --confirm staging"))]
     Baseline(BaselineArgs),
     /// Drop invalid indexes left by an interrupted CREATE INDEX CONCURRENTLY, or accept an edited file's checksum.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db repair --env prod --confirm prod", "ecomind-db repair --env staging --accept-checksum 3 --confirm staging"))]
     Repair(RepairArgs),
     /// Show applied and pending migrations, divergence and half-done migrations.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db status --env prod", "ecomind-db status --env prod --check   # API start-up gate: 0 current, 3 pending, 4 attention"))]
     Status(StatusArgs),
     /// Wait until the database server accepts connections.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db wait --env prod", "ecomind-db wait --env dev --timeout 10"))]
     Wait(WaitArgs),
     /// Show or check environment settings, without connecting.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("ecomind-db config show --env prod", "ecomind-db config check --all"))]
     Config(ConfigArgs),
     /// Manage the local dev cluster the tool runs for `--env dev`.
-    #[command(name = "dev-db", after_help = EXIT_CODES)]
+    #[command(name = "dev-db", after_help = examples!("ecomind-db dev-db start", "ecomind-db dev-db destroy"))]
     DevDb(DevDbArgs),
+    /// Write the next migration pair, V<n>__NAME.sql and its .down.sql, from the template.
+    #[command(after_help = examples!(
+        "ecomind-db new add_api_key_scopes",
+        "cargo xtask new backfill_user_roles",
+        "ecomind-db new drop_legacy_events --migrations db/migrations"
+    ))]
+    New(NewArgs),
+    /// Check every migration (up and down) for locks, rewrites, breaking changes and parse errors.
+    #[command(after_help = examples!(
+        "ecomind-db lint",
+        "ecomind-db lint --migrations db/migrations --json",
+        "ecomind-db lint --format github   # annotations in a GitHub Actions run"
+    ))]
+    Lint(LintArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = examples!(
+        "ecomind-db completions bash > /etc/bash_completion.d/ecomind-db",
+        "ecomind-db completions zsh > \"${fpath[1]}/_ecomind-db\"",
+        "ecomind-db completions fish > ~/.config/fish/completions/ecomind-db.fish"
+    ))]
+    Completions(CompletionsArgs),
 }
 
 /// Which environment and how to reach its database.
@@ -157,6 +192,10 @@ pub struct MigrateArgs {
     /// Apply never-applied migrations older than the applied head instead of refusing.
     #[arg(long)]
     pub allow_out_of_order: bool,
+    /// Print the SQL the run would send (session settings, statements, history and event-log
+    /// writes, transaction boundaries) without taking the lock or changing anything.
+    #[arg(long)]
+    pub sql: bool,
 }
 
 /// `--confirm`: destructive commands accept it everywhere and need it where the policy says so.
@@ -263,4 +302,56 @@ pub enum DevDbAction {
     Stop,
     /// Stop it and delete its data.
     Destroy,
+}
+
+/// `new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The migration's name in snake_case, such as add_api_key_scopes.
+    pub name: String,
+    /// The version (default: one above the highest in the folder); it must be new and above the others.
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<i32>,
+    /// The migrations folder (default: ./migrations, searched upward from here).
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+}
+
+/// `lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The migrations folder (default: ./migrations searched upward from here, else the copies built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// How to print findings: text, or github (workflow annotations). --json prints one JSON document.
+    #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+    pub format: LintFormat,
+}
+
+/// How `lint` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    /// One finding per paragraph: file:line, rule, why, and the safe pattern.
+    Text,
+    /// GitHub Actions workflow commands (`::error file=...,line=...`), shown on the pull request.
+    Github,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells we print completions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }

@@ -13,8 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::{
-    BaselineArgs, ConfigAction, ConfigArgs, Confirm, DevDbAction, DevDbArgs, MigrateArgs,
-    RepairArgs, RollbackArgs, Source, StatusArgs, VerifyArgs, WaitArgs,
+    BaselineArgs, CompletionsArgs, ConfigAction, ConfigArgs, Confirm, DevDbAction, DevDbArgs,
+    LintArgs, LintFormat, MigrateArgs, NewArgs, RepairArgs, RollbackArgs, Shell, Source,
+    StatusArgs, VerifyArgs, WaitArgs,
 };
 use crate::connect;
 use crate::exit;
@@ -46,6 +47,20 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
         allow_out_of_order: args.allow_out_of_order,
         run: run_options(&settings, &actor),
     };
+    if args.sql {
+        let preview = ecomind_migrate::preview(&mut client, &catalog, &options)
+            .with_context(|| format!("cannot compute the SQL for {}", server.describe()))?;
+        out.result(
+            &preview.sql,
+            &json!({
+                "environment": settings.env,
+                "database": server.describe(),
+                "migrations": preview.migrations,
+                "sql": preview.sql,
+            }),
+        );
+        return Ok(exit::OK);
+    }
     let mut progress = ProgressView::new(out);
     let result =
         ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
@@ -764,4 +779,132 @@ impl<'o> ProgressView<'o> {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The migrations folder a developer means: `--migrations DIR`, else `migrations/` in the
+/// working directory or the nearest folder above it.
+fn migrations_folder(given: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_path_buf());
+    }
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|dir| dir.join("migrations"))
+        .find(|dir| dir.is_dir())
+}
+
+/// `new`.
+pub fn new(args: &NewArgs, out: &Output) -> Result<u8> {
+    let dir = migrations_folder(args.migrations.as_deref()).context(
+        "no migrations folder in this directory or above it; run from the repository or pass --migrations DIR",
+    )?;
+    let options = ecomind_migrate::NewOptions {
+        dir: &dir,
+        name: &args.name,
+        version: args.version,
+    };
+    let created = ecomind_migrate::write_new(&options)?;
+    out.result(
+        &format!(
+            "wrote {}\nwrote {}\nedit both; the down must undo the up exactly",
+            created.up.display(),
+            created.down.display()
+        ),
+        &created,
+    );
+    Ok(exit::OK)
+}
+
+/// `lint`.
+pub fn lint(args: &LintArgs, out: &Output) -> Result<u8> {
+    let folder = migrations_folder(args.migrations.as_deref());
+    let report = match &folder {
+        Some(dir) => ecomind_lint::lint_dir(dir)
+            .with_context(|| format!("cannot lint the migrations in {}", dir.display()))?,
+        None => ecomind_lint::lint(embedded::EMBEDDED),
+    };
+    // Findings name files as a reader finds them: under the folder that was linted.
+    let path = |file: &str| match &folder {
+        Some(dir) => dir.join(file).display().to_string(),
+        None => file.to_owned(),
+    };
+    let findings: Vec<ecomind_lint::Finding> = report
+        .findings
+        .iter()
+        .map(|f| ecomind_lint::Finding {
+            file: path(&f.file),
+            ..f.clone()
+        })
+        .collect();
+    let text = match args.format {
+        LintFormat::Text => lint_text(&findings, report.files),
+        LintFormat::Github => lint_github(&findings),
+    };
+    out.result(&text, &json!({ "findings": findings }));
+    Ok(if findings.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+fn lint_text(findings: &[ecomind_lint::Finding], files: usize) -> String {
+    let mut text = String::new();
+    for f in findings {
+        let severity = serde_json::to_value(f.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            text,
+            "{}:{}: {severity}[{}]: {}\n  help: {}\n",
+            f.file, f.line, f.rule, f.message, f.help
+        );
+    }
+    let _ = match findings.len() {
+        0 => writeln!(text, "lint: {files} files, no findings"),
+        n => writeln!(text, "lint: {n} finding(s) in {files} files"),
+    };
+    text
+}
+
+/// GitHub Actions workflow commands: one annotation per finding, on the file and line.
+fn lint_github(findings: &[ecomind_lint::Finding]) -> String {
+    // https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+    let data = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let property = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    let mut text = String::new();
+    for f in findings {
+        let level = match f.severity {
+            ecomind_lint::Severity::Error => "error",
+            ecomind_lint::Severity::Warning => "warning",
+        };
+        let _ = writeln!(
+            text,
+            "::{level} file={},line={},title={}::{}",
+            property(&f.file),
+            f.line,
+            property(&f.rule),
+            data(&format!("{}\nsafe pattern: {}", f.message, f.help))
+        );
+    }
+    text
+}
+
+/// `completions`.
+pub fn completions(args: &CompletionsArgs) -> Result<u8> {
+    use clap::CommandFactory as _;
+    let shell = match args.shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut command = crate::args::Cli::command();
+    let mut stdout = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut command, "ecomind-db", &mut stdout);
+    Ok(exit::OK)
 }

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         Command::Wait(a) => commands::wait(a, &out),
         Command::Config(a) => commands::config(a, &out),
         Command::DevDb(a) => commands::dev_db(a, &out),
+        Command::New(a) => commands::new(a, &out),
+        Command::Lint(a) => commands::lint(a, &out),
+        Command::Completions(a) => commands::completions(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

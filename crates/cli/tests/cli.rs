@@ -1014,3 +1014,110 @@ fn a_non_transactional_migration_whose_first_statement_fails_applied_nothing_and
     );
     assert_exit(&status, 3);
 }
+
+/// Every relation, sequence, function and type in the database, to prove nothing changed.
+fn catalog_snapshot(db: &TestDb) -> Vec<String> {
+    db.client()
+        .query(
+            "SELECT c.relkind::text || ' ' || n.nspname || '.' || c.relname \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+             UNION ALL SELECT 'function ' || p.proname FROM pg_proc p \
+               JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' \
+             ORDER BY 1",
+            &[],
+        )
+        .expect("catalog")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn migrate_sql_prints_what_would_run_and_changes_nothing() {
+    let db = database();
+    let before = catalog_snapshot(&db);
+    let output = run(&db, &["migrate", "--env", "dev", "--sql"]);
+    assert_exit(&output, 0);
+    let sql = text(&output.stdout);
+    assert_eq!(
+        catalog_snapshot(&db),
+        before,
+        "migrate --sql changed the database"
+    );
+    assert!(before.is_empty(), "{before:?}");
+    // No lock is left behind either.
+    let locks: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+
+    for version in 1..=4 {
+        assert!(
+            sql.contains(&format!(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ({version}, "
+            )),
+            "no history write of V{version}:\n{sql}"
+        );
+    }
+    // Each attempt's start row, then the row that ends it.
+    assert_eq!(
+        sql.matches("INSERT INTO ecomind_migration_events").count(),
+        8
+    );
+    assert!(sql.contains("CREATE TABLE IF NOT EXISTS refinery_schema_history"));
+    assert!(
+        sql.contains("SELECT pg_try_advisory_lock(") && sql.contains("SELECT pg_advisory_unlock(")
+    );
+    // V1, V3, V4 each commit their start row, then run in a transaction; V2 outside one, then
+    // recorded in its own.
+    assert_eq!(sql.matches("\nBEGIN;\n").count(), 7, "{sql}");
+    assert_eq!(sql.matches("\nCOMMIT;\n").count(), 7, "{sql}");
+    let v2 = &sql[sql.find("-- V2__performance_indexes.sql").unwrap()..];
+    assert!(
+        v2.starts_with("-- V2__performance_indexes.sql: outside a transaction")
+            && v2.contains("SET lock_timeout = 0;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_events_org_id_ts"),
+        "{v2}"
+    );
+
+    // It is exactly what a run does: sent statement by statement to another empty database, it
+    // leaves the schema and history a real migrate leaves.
+    let replayed = database();
+    let mut client = replayed.client();
+    for statement in ecomind_migrate::split::statements(&sql).expect("the SQL splits") {
+        client
+            .batch_execute(statement.sql)
+            .unwrap_or_else(|e| panic!("line {}: {e}: {}", statement.line, statement.sql));
+    }
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    let fingerprint = |db: &TestDb| ecomind_migrate::fingerprint(&mut db.client()).unwrap();
+    assert!(ecomind_migrate::diff(&fingerprint(&db), &fingerprint(&replayed)).is_empty());
+    assert_eq!(applied_versions(&replayed), [1, 2, 3, 4]);
+    let checksums = |db: &TestDb| -> Vec<String> {
+        db.client()
+            .query(
+                "SELECT checksum FROM refinery_schema_history ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(checksums(&db), checksums(&replayed));
+
+    // On an up-to-date database there is nothing to run.
+    let output = run(&db, &["migrate", "--env", "dev", "--sql"]);
+    assert_exit(&output, 0);
+    let sql = text(&output.stdout);
+    assert!(
+        sql.contains("0 migration(s)") && sql.contains("-- Nothing to run."),
+        "{sql}"
+    );
+    assert!(!sql.contains("CREATE TABLE"), "{sql}");
+}

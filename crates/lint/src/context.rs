@@ -3,7 +3,7 @@
 //! created), and where `CONCURRENTLY` appears.
 
 use squawk_syntax::ast::{self, AstNode};
-use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
+use squawk_syntax::{SourceFile, SyntaxNode};
 
 /// Byte offsets to 1-based line numbers.
 pub(crate) struct Lines {
@@ -165,30 +165,19 @@ pub(crate) fn statement_start(file: &SourceFile, offset: usize) -> Option<usize>
         .map(|t| usize::from(t.text_range().start()))
 }
 
-/// Offsets of statements that use CONCURRENTLY where it cannot run in a transaction block
-/// (CREATE/DROP INDEX, REINDEX, DETACH PARTITION; not REFRESH MATERIALIZED VIEW).
-pub(crate) fn concurrent_statements(file: &SourceFile) -> Vec<usize> {
-    file.stmts()
-        .filter(|stmt| {
-            matches!(
-                stmt,
-                ast::Stmt::CreateIndex(_)
-                    | ast::Stmt::DropIndex(_)
-                    | ast::Stmt::Reindex(_)
-                    | ast::Stmt::AlterTable(_)
-            )
+/// Byte offsets of the statements that cannot run inside a transaction block because of their
+/// CONCURRENTLY (CREATE/DROP INDEX, REINDEX, DETACH PARTITION; not REFRESH MATERIALIZED VIEW),
+/// as the engine's own classifier sees them, so the lint and the engine never disagree.
+pub(crate) fn concurrent_statements(text: &str) -> Vec<usize> {
+    use ecomind_migrate::classify::{classify, StatementKind};
+    ecomind_migrate::split::statements(text)
+        .unwrap_or_default()
+        .iter()
+        .filter(|statement| {
+            let kind = classify(statement.sql);
+            kind.concurrent_index()
+                || (kind.waits_by_design() && kind.kind == StatementKind::AlterTable)
         })
-        .filter(|stmt| {
-            stmt.syntax()
-                .descendants_with_tokens()
-                .any(|e| e.kind() == SyntaxKind::CONCURRENTLY_KW)
-        })
-        .filter_map(|stmt| {
-            stmt.syntax()
-                .descendants_with_tokens()
-                .filter_map(|e| e.into_token())
-                .find(|t| !t.kind().is_trivia())
-                .map(|t| usize::from(t.text_range().start()))
-        })
+        .map(|statement| statement.start)
         .collect()
 }

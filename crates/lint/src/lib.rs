@@ -233,7 +233,7 @@ fn lint_file(file: &str, text: &str, up: Option<&str>) -> Vec<Finding> {
         findings.push((u32::from(v.text_range.start()) as usize, finding));
     }
     if directives.transactional {
-        for offset in context::concurrent_statements(&tree) {
+        for offset in context::concurrent_statements(text) {
             findings.push((
                 offset,
                 rules::finding(

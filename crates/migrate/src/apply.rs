@@ -145,16 +145,26 @@ pub fn migrate(
             history::ensure_tables(client)?;
         }
         let applied = history::read(client)?;
-        let steps = match options.target {
-            Target::Latest => pending(catalog, &applied, None, options.allow_out_of_order)?,
-            Target::UpTo(to) => pending(catalog, &applied, Some(to), options.allow_out_of_order)?,
-            Target::DownTo(to) => rollback::plan(catalog, &applied, RollbackTarget::ToVersion(to))?,
-            Target::DownSteps(n) => rollback::plan(catalog, &applied, RollbackTarget::Steps(n))?,
-        };
+        let steps = steps(catalog, &applied, options)?;
         options
             .run
             .apply(direction, client, &steps, &applied, on_progress)
     })
+}
+
+/// The scripts a run to the options' target runs, in order: the plan, checked (divergence, an
+/// irreversible migration, an unreachable target are refused here).
+pub(crate) fn steps<'c>(
+    catalog: &'c Catalog,
+    applied: &[AppliedMigration],
+    options: &MigrateOptions<'_>,
+) -> Result<Vec<&'c Migration>, Error> {
+    match options.target {
+        Target::Latest => pending(catalog, applied, None, options.allow_out_of_order),
+        Target::UpTo(to) => pending(catalog, applied, Some(to), options.allow_out_of_order),
+        Target::DownTo(to) => rollback::plan(catalog, applied, RollbackTarget::ToVersion(to)),
+        Target::DownSteps(n) => rollback::plan(catalog, applied, RollbackTarget::Steps(n)),
+    }
 }
 
 /// The migrations a run up to `target` (everything when `None`) applies, oldest first.

@@ -14,7 +14,7 @@ pub const EVENT_TABLE: &str = "ecomind_migration_events";
 
 /// Creates both tables if they do not exist yet. Called only under the migration lock.
 /// The history layout is refinery's own, so refinery's tools can read it.
-const ENSURE_TABLES: &str = "
+pub(crate) const ENSURE_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS refinery_schema_history (
     version int4 PRIMARY KEY,
     name varchar(255),
@@ -85,6 +85,17 @@ pub struct AppliedMigration {
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
     // DDL only when something is missing: on an up-to-date database a run changes no catalog,
     // takes no table lock, and needs no ownership of the history tables.
+    if tables_complete(client)? {
+        return Ok(());
+    }
+    // The server emits a NOTICE for each table that exists; the client ignores notices.
+    client
+        .batch_execute(ENSURE_TABLES)
+        .map_err(Error::db("cannot create the migration history tables"))
+}
+
+/// True when both history tables exist with every column this version writes.
+pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
     let rows = client
         .simple_query(
             "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
@@ -94,16 +105,9 @@ pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
                               AND attname = 'statements_done' AND NOT attisdropped)",
         )
         .map_err(Error::db("cannot look for the migration history tables"))?;
-    let complete = rows
+    Ok(rows
         .iter()
-        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
-    if complete {
-        return Ok(());
-    }
-    // The server emits a NOTICE for each table that exists; the client ignores notices.
-    client
-        .batch_execute(ENSURE_TABLES)
-        .map_err(Error::db("cannot create the migration history tables"))
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
 }
 
 /// Reads the history, or an empty one when the table does not exist yet (a database never migrated).
@@ -405,19 +409,20 @@ pub(crate) fn record_applied(
         ))
 }
 
+/// The statement that removes a reverted migration's history row.
+pub(crate) fn reverted_sql(version: i32) -> String {
+    format!("DELETE FROM refinery_schema_history WHERE version = {version}")
+}
+
 /// Removes a reverted migration's history row inside the transaction of its down script.
 pub(crate) fn record_reverted(
     tx: &mut impl postgres::GenericClient,
     version: i32,
 ) -> Result<(), Error> {
     // The simple protocol, like the inserts: one round trip.
-    let messages = tx
-        .simple_query(&format!(
-            "DELETE FROM refinery_schema_history WHERE version = {version}"
-        ))
-        .map_err(Error::db(
-            "cannot remove the migration from refinery_schema_history",
-        ))?;
+    let messages = tx.simple_query(&reverted_sql(version)).map_err(Error::db(
+        "cannot remove the migration from refinery_schema_history",
+    ))?;
     let removed = messages.iter().find_map(|m| match m {
         postgres::SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
         _ => None,

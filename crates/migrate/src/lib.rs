@@ -15,6 +15,7 @@ mod history;
 mod lock;
 mod observe;
 mod plan;
+mod preview;
 pub mod quote;
 mod rehearsal;
 pub mod repair;
@@ -22,6 +23,7 @@ mod rollback;
 mod script;
 mod session;
 pub mod split;
+pub mod template;
 pub mod verify;
 
 pub use apply::{migrate, AppliedStep, MigrateOptions, Progress, Report, RunOptions, Target};
@@ -32,7 +34,9 @@ pub use fingerprint::{diff, fingerprint, Difference, Fingerprint};
 pub use history::{Actor, AppliedMigration, UnfinishedAttempt, EVENT_TABLE, HISTORY_TABLE};
 pub use observe::{Direction, Observer, ObserverError, ScriptRun, StatementRun};
 pub use plan::{status, InvalidIndex, Pending, Problem, Status};
+pub use preview::{preview, SqlPreview};
 pub use repair::{repair, AcceptedChecksum, RepairOptions, RepairReport};
+pub use template::{write_new, NewMigration, NewOptions};
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
 /// Everything the engine can refuse or fail at.
@@ -42,6 +46,15 @@ pub enum Error {
     #[error("cannot read migrations from {path}")]
     ReadCatalog {
         /// The folder or file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new migration file could not be written.
+    #[error("cannot write {path}")]
+    WriteMigration {
+        /// The file.
         path: String,
         /// Why.
         #[source]

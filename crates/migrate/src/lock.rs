@@ -31,8 +31,18 @@ pub(crate) fn holding<T>(
     }
 }
 
+/// The statement that tries to take the lock (a waiting run sends it again every [`POLL`]).
+pub(crate) fn take_sql() -> String {
+    format!("SELECT pg_try_advisory_lock({KEY})")
+}
+
+/// The statement that releases the lock.
+pub(crate) fn release_sql() -> String {
+    format!("SELECT pg_advisory_unlock({KEY})")
+}
+
 /// How often a waiting run asks again.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// Waits at most `wait` for the lock; on timeout names who holds it.
 ///
@@ -46,7 +56,7 @@ fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
     let deadline = Instant::now().checked_add(wait);
     loop {
         let taken: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&KEY])
+            .query_one(&take_sql(), &[])
             .map_err(Error::db("cannot take the migration lock"))?
             .get(0);
         if taken {
@@ -67,7 +77,7 @@ fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
 /// Releases the lock; closing the connection releases it too.
 fn release(client: &mut Client) -> Result<(), Error> {
     client
-        .execute("SELECT pg_advisory_unlock($1)", &[&KEY])
+        .execute(&release_sql(), &[])
         .map_err(Error::db("cannot release the migration lock"))?;
     Ok(())
 }

@@ -22,7 +22,7 @@ pub(crate) struct Script<'m> {
 }
 
 impl Script<'_> {
-    fn sql(&self) -> &str {
+    pub(crate) fn sql(&self) -> &str {
         match self.direction {
             Direction::Up => self.migration.up_sql(),
             // Rollback refuses irreversible migrations before it runs anything.
@@ -45,7 +45,7 @@ impl Script<'_> {
     }
 
     /// The `started` event-log row of an attempt to run this script.
-    fn attempt_start_sql(&self, actor: &Actor, statements: usize) -> String {
+    pub(crate) fn attempt_start_sql(&self, actor: &Actor, statements: usize) -> String {
         history::attempt_start_sql(
             actor,
             &history::AttemptStart {
@@ -67,7 +67,7 @@ impl Script<'_> {
         }
     }
 
-    fn statements(&self) -> Result<Vec<split::Statement<'_>>, Failure> {
+    pub(crate) fn statements(&self) -> Result<Vec<split::Statement<'_>>, Failure> {
         split::statements(self.sql()).map_err(|e| {
             Failure::Engine(Error::InvalidCatalog {
                 file: self.file_name(),
@@ -85,6 +85,31 @@ impl Script<'_> {
         elapsed: Duration,
         restore: Option<&str>,
     ) -> Result<(), Error> {
+        let restore = restore.unwrap_or_default();
+        if self.direction == Direction::Down && !restore.is_empty() {
+            client.batch_execute(restore).map_err(Error::db(
+                "cannot restore the session to record the migration",
+            ))?;
+        }
+        if self.direction == Direction::Down {
+            // The deletion must remove exactly one row, which only a separate query can tell.
+            history::record_reverted(client, self.migration.version())?;
+        }
+        let batch = self.record_sql(actor, elapsed, Some(restore));
+        client.batch_execute(&batch).map_err(Error::db(
+            "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
+        ))
+    }
+
+    /// What records the script and commits. Going up: the session restore (if any), the history
+    /// insert, the event row and `COMMIT`, sent as one batch. Going down the restore and the history
+    /// deletion go first, each on its own (see `record_and_commit`), so they are not in this batch.
+    pub(crate) fn record_sql(
+        &self,
+        actor: &Actor,
+        elapsed: Duration,
+        restore: Option<&str>,
+    ) -> String {
         let m = self.migration;
         let event = history::event_sql(
             actor,
@@ -99,26 +124,14 @@ impl Script<'_> {
                 attempt: history::Attempt::Running,
             },
         );
-        let restore = restore.unwrap_or_default();
-        let batch = match self.direction {
+        match self.direction {
             Direction::Up => format!(
-                "{restore}{};\n{event};\nCOMMIT",
+                "{}{};\n{event};\nCOMMIT",
+                restore.unwrap_or_default(),
                 history::applied_sql(m.version(), m.name(), m.checksum())
             ),
-            Direction::Down => {
-                if !restore.is_empty() {
-                    client.batch_execute(restore).map_err(Error::db(
-                        "cannot restore the session to record the migration",
-                    ))?;
-                }
-                // The deletion must remove exactly one row, which only a separate query can tell.
-                history::record_reverted(client, m.version())?;
-                format!("{event};\nCOMMIT")
-            }
-        };
-        client.batch_execute(&batch).map_err(Error::db(
-            "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
-        ))
+            Direction::Down => format!("{event};\nCOMMIT"),
+        }
     }
 }
 
@@ -150,7 +163,11 @@ impl From<Error> for Failure {
 
 /// Sent with a transactional script's first statement, after the session reset, so neither costs
 /// a round trip of its own.
-const BEGIN: &str = "BEGIN; ";
+pub(crate) const BEGIN: &str = "BEGIN; ";
+
+/// Sent before a statement that waits by design (CREATE/DROP INDEX CONCURRENTLY): it runs
+/// without lock_timeout; the policy's is restored after it.
+pub(crate) const NO_LOCK_TIMEOUT: &str = "SET lock_timeout = 0";
 
 /// Ends a transaction that failed part way. Best effort: when the connection is gone, the server
 /// has rolled it back already.
@@ -293,7 +310,7 @@ impl Runner<'_> {
             let sent_at = Instant::now();
             let result = (|| {
                 if concurrent {
-                    client.batch_execute("SET lock_timeout = 0")?;
+                    client.batch_execute(NO_LOCK_TIMEOUT)?;
                 }
                 client.batch_execute(statement.sql)?;
                 let progress = history::attempt_progress_sql(

@@ -10,12 +10,17 @@ use crate::Error;
 
 /// Session settings for every engine connection, sent before the migration lock is taken.
 pub(crate) fn prepare(client: &mut Client) -> Result<(), Error> {
-    if server_version(client)? >= 140000 {
+    if let Some(sql) = connection_check(server_version(client)?) {
         client
-            .batch_execute(CONNECTION_CHECK)
+            .batch_execute(sql)
             .map_err(Error::db("cannot set client_connection_check_interval"))?;
     }
     Ok(())
+}
+
+/// The connection check for servers that have it (PostgreSQL 14+).
+pub(crate) fn connection_check(server_version_num: i32) -> Option<&'static str> {
+    (server_version_num >= 140000).then_some(CONNECTION_CHECK)
 }
 
 /// The session state every script starts from. It is restored after a script that may have
@@ -42,6 +47,19 @@ impl Session {
         lock_timeout: Option<Duration>,
         statement_timeout: Option<Duration>,
     ) -> Result<Session, Error> {
+        let session = Session::new(server_version(client)?, lock_timeout, statement_timeout);
+        client
+            .batch_execute(&session.reset)
+            .map_err(Error::db("cannot set up the migration session"))?;
+        Ok(session)
+    }
+
+    /// Computes the state for a server of this version, without applying it.
+    pub(crate) fn new(
+        server_version_num: i32,
+        lock_timeout: Option<Duration>,
+        statement_timeout: Option<Duration>,
+    ) -> Session {
         let lock_timeout_value = lock_timeout;
         let lock_timeout = match lock_timeout {
             Some(t) => format!("SET lock_timeout = {}", t.as_millis()),
@@ -49,15 +67,12 @@ impl Session {
         };
         let mut reset =
             format!("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; {lock_timeout}; ");
-        if server_version(client)? >= 140000 {
-            reset.push_str(CONNECTION_CHECK);
+        if let Some(check) = connection_check(server_version_num) {
+            reset.push_str(check);
         }
         if let Some(t) = statement_timeout {
             reset.push_str(&format!("SET statement_timeout = {}; ", t.as_millis()));
         }
-        client
-            .batch_execute(&reset)
-            .map_err(Error::db("cannot set up the migration session"))?;
         let local = |name: &str, value: Option<Duration>| match value {
             Some(t) => format!("SET LOCAL {name} = {}; ", t.as_millis()),
             None => format!("SET LOCAL {name} TO DEFAULT; "),
@@ -67,12 +82,17 @@ impl Session {
             local("lock_timeout", lock_timeout_value),
             local("statement_timeout", statement_timeout)
         );
-        Ok(Session {
+        Session {
             reset,
             lock_timeout,
             restore_in_transaction,
             dirty: Cell::new(false),
-        })
+        }
+    }
+
+    /// The statements that set the session up (and restore it after a script that changed it).
+    pub(crate) fn reset_sql(&self) -> &str {
+        &self.reset
     }
 
     /// The reset to send ahead of the next script, if the last one may have changed the session.
@@ -90,7 +110,7 @@ impl Session {
 /// back and frees the migration lock, instead of finishing a long statement first (PostgreSQL 14+).
 const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '1s'; ";
 
-fn server_version(client: &mut Client) -> Result<i32, Error> {
+pub(crate) fn server_version(client: &mut Client) -> Result<i32, Error> {
     Ok(client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .map_err(Error::db("cannot read the server version"))?
