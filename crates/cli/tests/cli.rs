@@ -1050,7 +1050,8 @@ fn migrate_sql_prints_what_would_run_and_changes_nothing() {
     let locks: i64 = db
         .client()
         .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .unwrap()
