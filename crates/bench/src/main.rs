@@ -24,7 +24,7 @@ fn run() -> Result<(), String> {
             .nth(1)
             .ok_or("usage: ecomind-bench <path to ecomind-db>")?,
     );
-    let binaries = Binaries::locate(None).map_err(|e| e.to_string())?;
+    let binaries = Binaries::from_env().map_err(|e| e.to_string())?;
     let psql = binaries
         .tool("psql")
         .ok_or("the floor needs psql beside the server binaries (Debian: postgresql-client-15)")?;

@@ -1,7 +1,7 @@
 //! One function per subcommand: resolve the arguments, make one library call, render its result.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ecomind_config::Target as SettingsTarget;
@@ -13,9 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::{
-    BaselineArgs, CompletionsArgs, ConfigAction, ConfigArgs, Confirm, DevDbAction, DevDbArgs,
-    LintArgs, LintFormat, MigrateArgs, NewArgs, RepairArgs, RollbackArgs, Shell, Source,
-    StatusArgs, VerifyArgs, WaitArgs,
+    BaselineArgs, CompletionsArgs, ConfigAction, ConfigArgs, DevDbAction, DevDbArgs, LintArgs,
+    LintFormat, MigrateArgs, NewArgs, RepairArgs, RollbackArgs, Shell, Source, StatusArgs,
+    VerifyArgs, WaitArgs,
 };
 use crate::connect;
 use crate::exit;
@@ -39,22 +39,21 @@ fn catalog(source: &Source) -> Result<Catalog> {
 pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
     // The catalog is checked before anything connects.
     let catalog = catalog(&args.source)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
+    let mut db = connect::open(&args.target, out)?;
     let actor = actor();
     let options = MigrateOptions {
         target: args.to.map_or(Target::Latest, Target::UpTo),
         allow_out_of_order: args.allow_out_of_order,
-        run: run_options(&settings, &actor),
+        run: run_options(&db.settings, &actor),
     };
     if args.sql {
-        let preview = ecomind_migrate::preview(&mut client, &catalog, &options)
-            .with_context(|| format!("cannot compute the SQL for {}", server.describe()))?;
+        let preview = ecomind_migrate::preview(&mut db.client, &catalog, &options)
+            .with_context(|| format!("cannot compute the SQL for {}", db.server.describe()))?;
         out.result(
             &preview.sql,
             &json!({
-                "environment": settings.env,
-                "database": server.describe(),
+                "environment": db.settings.env,
+                "database": db.server.describe(),
                 "migrations": preview.migrations,
                 "sql": preview.sql,
             }),
@@ -62,11 +61,12 @@ pub fn migrate(args: &MigrateArgs, out: &Output) -> Result<u8> {
         return Ok(exit::OK);
     }
     let mut progress = ProgressView::new(out);
-    let result =
-        ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
+    let result = ecomind_migrate::migrate(&mut db.client, &catalog, &options, &mut |p| {
+        progress.update(p)
+    });
     progress.finish();
-    let report = result.map_err(|e| stopped(out, e, "migrate", &server))?;
-    render_run(out, &settings.env, &server, &report);
+    let report = result.map_err(|e| stopped(out, e, "migrate", &db.server))?;
+    render_run(out, &db.settings.env, &db.server, &report);
     Ok(exit::OK)
 }
 
@@ -113,51 +113,6 @@ fn render_run(out: &Output, env: &str, server: &ecomind_config::Server, report: 
     );
 }
 
-/// Says on stderr, before a destructive command changes anything, which database it acts on and
-/// where the target and the policy came from, so a stray PGHOST, DATABASE_URL or policy variable
-/// cannot go unnoticed.
-fn announce(
-    out: &Output,
-    command: &str,
-    target: &crate::args::Target,
-    server: &ecomind_config::Server,
-) {
-    let flags = connect::flags(target);
-    let Ok(explanation) = ecomind_config::explain(&connect::load_options(target, &flags)) else {
-        return;
-    };
-    let source = |key: &str| {
-        explanation
-            .values
-            .iter()
-            .find(|v| v.key == key)
-            .map_or_else(|| "default".to_owned(), |v| v.source.clone())
-    };
-    out.log(&format!(
-        "{command} on {} (environment {}; host from {}, database from {})",
-        server.describe(),
-        explanation.env,
-        source("database.host"),
-        source("database.dbname")
-    ));
-    for key in ["policy.allow_rollback", "policy.require_confirm"] {
-        let from = source(key);
-        if from.starts_with("env ") || from.starts_with("flag ") {
-            out.log(&format!(
-                "note: {key} comes from {from}, not from the environment file"
-            ));
-        }
-    }
-}
-
-/// Refuses a destructive command that the environment's policy does not let through.
-fn confirmed(settings: &ecomind_config::Settings, confirm: &Confirm) -> Result<()> {
-    settings
-        .policy
-        .check_confirm(&settings.env, confirm.confirm.as_deref())
-        .map_err(anyhow::Error::new)
-}
-
 /// How migrate and rollback run their scripts: the policy's limits, no observer.
 fn run_options<'a>(settings: &ecomind_config::Settings, actor: &'a Actor) -> RunOptions<'a> {
     RunOptions {
@@ -180,17 +135,10 @@ fn verify_options(settings: &ecomind_config::Settings) -> VerifyOptions {
 /// `rollback`.
 pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     let catalog = catalog(&args.source)?;
-    let policy = connect::policy_settings(&args.target)?;
-    if !policy.policy.allow_rollback {
-        anyhow::bail!(
-            "environment '{}' does not allow rollback (policy.allow_rollback = false); write a new migration that reverses the change instead",
-            policy.env
-        );
-    }
-    confirmed(&policy, &args.confirm)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
-    announce(out, "rollback", &args.target, &server);
+    let confirm = args.confirm.confirm.as_deref();
+    let mut db = connect::open_destructive(&args.target, out, "rollback", |policy, env| {
+        policy.check_rollback(env, confirm)
+    })?;
     let actor = actor();
     let target = match (args.to, args.steps) {
         (Some(v), _) => Target::DownTo(v),
@@ -200,23 +148,24 @@ pub fn rollback(args: &RollbackArgs, out: &Output) -> Result<u8> {
     let options = MigrateOptions {
         target,
         allow_out_of_order: false,
-        run: run_options(&settings, &actor),
+        run: run_options(&db.settings, &actor),
     };
     let mut progress = ProgressView::new(out);
-    let result =
-        ecomind_migrate::migrate(&mut client, &catalog, &options, &mut |p| progress.update(p));
+    let result = ecomind_migrate::migrate(&mut db.client, &catalog, &options, &mut |p| {
+        progress.update(p)
+    });
     progress.finish();
-    let report = result.map_err(|e| stopped(out, e, "rollback", &server))?;
-    render_run(out, &settings.env, &server, &report);
+    let report = result.map_err(|e| stopped(out, e, "rollback", &db.server))?;
+    render_run(out, &db.settings.env, &db.server, &report);
     Ok(exit::OK)
 }
 
 /// `verify`.
 pub fn verify(args: &VerifyArgs, out: &Output) -> Result<u8> {
     let catalog = catalog(&args.source)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
-    let report = ecomind_migrate::verify(&mut client, &catalog, &verify_options(&settings))
+    let mut db = connect::open(&args.target, out)?;
+    let server = &db.server;
+    let report = ecomind_migrate::verify(&mut db.client, &catalog, &verify_options(&db.settings))
         .with_context(|| format!("cannot verify {}", server.describe()))?;
     let mut text = String::new();
     if report.matches() {
@@ -252,17 +201,18 @@ pub fn verify(args: &VerifyArgs, out: &Output) -> Result<u8> {
 /// `baseline`.
 pub fn baseline(args: &BaselineArgs, out: &Output) -> Result<u8> {
     let catalog = catalog(&args.source)?;
-    confirmed(&connect::policy_settings(&args.target)?, &args.confirm)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
-    announce(out, "baseline", &args.target, &server);
+    let confirm = args.confirm.confirm.as_deref();
+    let mut db = connect::open_destructive(&args.target, out, "baseline", |policy, env| {
+        policy.check_confirm(env, confirm)
+    })?;
+    let server = &db.server;
     let actor = actor();
     let options = BaselineOptions {
         version: args.version,
-        verify: verify_options(&settings),
+        verify: verify_options(&db.settings),
         actor: &actor,
     };
-    let report = ecomind_migrate::baseline(&mut client, &catalog, &options, &mut |p| match p {
+    let report = ecomind_migrate::baseline(&mut db.client, &catalog, &options, &mut |p| match p {
         BaselineProgress::Counted(tables) => {
             out.log("the schema matches; row counts before stamping:");
             for t in tables {
@@ -300,28 +250,20 @@ pub fn baseline(args: &BaselineArgs, out: &Output) -> Result<u8> {
 /// `repair`.
 pub fn repair(args: &RepairArgs, out: &Output) -> Result<u8> {
     let catalog = catalog(&args.source)?;
-    let policy = connect::policy_settings(&args.target)?;
-    if let Some(version) = args.accept_checksum {
-        if args.confirm.confirm.is_none() {
-            anyhow::bail!(
-                "--accept-checksum {version} rewrites the recorded history: pass --confirm {} too",
-                policy.env
-            );
-        }
-    }
-    confirmed(&policy, &args.confirm)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
-    announce(out, "repair", &args.target, &server);
+    let confirm = args.confirm.confirm.as_deref();
+    let mut db = connect::open_destructive(&args.target, out, "repair", |policy, env| {
+        policy.check_repair(env, args.accept_checksum, confirm)
+    })?;
+    let server = &db.server;
     let actor = actor();
     let options = RepairOptions {
         accept_checksum: args.accept_checksum,
-        lock_wait: settings.policy.lock_wait,
-        lock_timeout: settings.policy.lock_timeout,
-        statement_timeout: settings.policy.statement_timeout,
+        lock_wait: db.settings.policy.lock_wait,
+        lock_timeout: db.settings.policy.lock_timeout,
+        statement_timeout: db.settings.policy.statement_timeout,
         actor: &actor,
     };
-    let report = ecomind_migrate::repair(&mut client, &catalog, &options)
+    let report = ecomind_migrate::repair(&mut db.client, &catalog, &options)
         .with_context(|| format!("cannot repair {}", server.describe()))?;
     let mut text = String::new();
     for i in &report.dropped_indexes {
@@ -366,12 +308,12 @@ pub fn repair(args: &RepairArgs, out: &Output) -> Result<u8> {
 /// `status`.
 pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
     let catalog = catalog(&args.source)?;
-    let settings = connect::settings(&args.target)?;
-    let (mut client, server) = connect::connect(&settings)?;
-    let status = ecomind_migrate::status(&mut client, &catalog)
+    let mut db = connect::open(&args.target, out)?;
+    let server = &db.server;
+    let status = ecomind_migrate::status(&mut db.client, &catalog)
         .with_context(|| format!("cannot read the status of {}", server.describe()))?;
 
-    let mut text = format!("{} ({})\n", server.describe(), settings.env);
+    let mut text = format!("{} ({})\n", server.describe(), db.settings.env);
     let down = |down: Option<&str>| down.map_or_else(String::new, |d| format!("  ({d} down)"));
     for a in &status.applied {
         let _ = writeln!(
@@ -444,46 +386,14 @@ pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
 
 /// `wait`: polls until the server accepts a connection, or the timeout passes.
 pub fn wait(args: &WaitArgs, out: &Output) -> Result<u8> {
-    let settings = connect::settings(&args.target)?;
-    let server = connect::server(&settings)?;
-    let timeout = Duration::from_secs(args.timeout);
-    let started = Instant::now();
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        // No single attempt may outlast the time left (a black-holed host would otherwise hold
-        // one attempt for the whole connect_timeout, or forever when that is 0).
-        let left = timeout
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        let mut attempt = server.clone();
-        if attempt.connect_timeout.is_zero() || attempt.connect_timeout > left {
-            attempt.connect_timeout = left;
-        }
-        match attempt.connect(connect::APPLICATION_NAME) {
-            Ok(_) => break,
-            Err(e) if e.retryable() && started.elapsed() < timeout => {
-                if attempts == 1 {
-                    out.log(&format!("waiting for {}: {e}", server.describe()));
-                }
-                std::thread::sleep(
-                    Duration::from_millis(250).min(timeout.saturating_sub(started.elapsed())),
-                );
-            }
-            Err(e) if e.retryable() => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "{} did not accept connections within {}s",
-                    server.describe(),
-                    args.timeout
-                )))
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("{} answered but refused us", server.describe())))
-            }
-        }
-    }
-    let waited = started.elapsed();
+    let environment = connect::environment(&args.target)?;
+    let settings = connect::settings(&environment, &args.target, out)?;
+    let server = connect::server(&settings, out)?;
+    let waited = server.wait_until_ready(
+        connect::APPLICATION_NAME,
+        Duration::from_secs(args.timeout),
+        &mut |e| out.log(&format!("waiting for {}: {e}", server.describe())),
+    )?;
     out.result(
         &format!("{} accepts connections (waited {:.1}s)", server.describe(), waited.as_secs_f64()),
         &json!({ "database": server.describe(), "ready": true, "waited_ms": waited.as_millis() as u64 }),
@@ -493,7 +403,7 @@ pub fn wait(args: &WaitArgs, out: &Output) -> Result<u8> {
 
 /// `dev-db`.
 pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
-    let settings = connect::settings(&crate::args::Target {
+    let dev = crate::args::Target {
         env: "dev".to_owned(),
         environments: None,
         host: None,
@@ -502,7 +412,8 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
         user: None,
         password_file: None,
         sslmode: None,
-    })?;
+    };
+    let settings = connect::settings(&connect::environment(&dev)?, &dev, out)?;
     let SettingsTarget::Managed {
         root: configured,
         dbname,
@@ -512,10 +423,10 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
             "the dev environment points at a server of its own (DATABASE_URL, PG* or ECOMIND_DB_* variables, or environments/dev.toml), not at the local dev cluster; unset them to use it"
         );
     };
-    let root = &connect::managed_root(configured)?;
+    let root = &connect::dev_root(configured, out)?;
     let (text, value) = match args.action {
         DevDbAction::Start => {
-            let server = connect::server(&settings)?;
+            let server = connect::server(&settings, out)?;
             (
                 format!(
                     "local dev cluster running in {}: {}",
@@ -567,8 +478,8 @@ pub fn dev_db(args: &DevDbArgs, out: &Output) -> Result<u8> {
 pub fn config(args: &ConfigArgs, out: &Output) -> Result<u8> {
     match &args.action {
         ConfigAction::Show(target) => {
-            let flags = connect::flags(target);
-            let explanation = ecomind_config::explain(&connect::load_options(target, &flags))
+            let explanation = connect::resolve(target)
+                .and_then(|environment| environment.explain())
                 .with_context(|| {
                     format!(
                         "cannot resolve the settings of environment '{}'",
@@ -688,21 +599,7 @@ fn version_label(head: Option<i32>) -> String {
 
 /// Who runs this, for the event log.
 fn actor() -> Actor {
-    let os_user = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
-    Actor {
-        os_user,
-        host,
-        tool_version: format!("ecomind-db {}", env!("CARGO_PKG_VERSION")),
-    }
+    Actor::of_this_process(format!("ecomind-db {}", env!("CARGO_PKG_VERSION")))
 }
 
 /// Progress: a bar with the current migration's name on a terminal, plain lines on stderr otherwise.

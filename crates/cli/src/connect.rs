@@ -1,30 +1,23 @@
-//! From the command line to a connected database: settings, the managed dev cluster, the connection.
+//! From the command line to a connected database: the environment resolved once, the policy
+//! checked before any secret is read, the managed dev cluster started, the connection.
 
 use anyhow::{Context, Result};
-use ecomind_config::{Flags, LoadOptions, Server, Settings, Target as SettingsTarget};
-use ecomind_snapshot::{Auth, Binaries, Cluster, ClusterOptions, Listen};
+use ecomind_config::{
+    ConfirmError, Environment, Flags, LoadOptions, Policy, Server, Settings,
+    Target as SettingsTarget,
+};
 
 use crate::args::Target;
+use crate::output::Output;
 
 /// The `application_name` every connection of ours carries, so operators see it in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "ecomind-db";
 
-/// Resolves the environment's settings with the command line's overrides.
-pub fn settings(target: &Target) -> Result<Settings> {
-    let flags = flags(target);
-    let settings = ecomind_config::load(&load_options(target, &flags))
-        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
-    for warning in &settings.warnings {
-        eprintln!("warning: {warning}");
-    }
-    Ok(settings)
-}
-
-/// The environment's settings without its secrets: enough to apply its policy before a secret is read.
-pub fn policy_settings(target: &Target) -> Result<Settings> {
-    let flags = flags(target);
-    ecomind_config::load_without_secrets(&load_options(target, &flags))
-        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))
+/// A command's database: its settings, the server, and a connection to it.
+pub struct Opened {
+    pub settings: Settings,
+    pub server: Server,
+    pub client: postgres::Client,
 }
 
 /// The command line's connection overrides.
@@ -39,24 +32,97 @@ pub fn flags(target: &Target) -> Flags {
     }
 }
 
-/// What the loader needs to resolve `target`'s environment.
-pub fn load_options<'a>(target: &'a Target, flags: &'a Flags) -> LoadOptions<'a> {
-    LoadOptions {
+/// Resolves `target`'s environment once, with the command line's overrides.
+pub fn environment(target: &Target) -> Result<Environment> {
+    resolve(target)
+        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))
+}
+
+/// As [`environment`], without context, for callers that say what they were doing.
+pub fn resolve(target: &Target) -> Result<Environment, ecomind_config::Error> {
+    let flags = flags(target);
+    Environment::resolve(&LoadOptions {
         env: &target.env,
         environments_dir: target.environments.as_deref(),
-        flags,
+        flags: &flags,
+    })
+}
+
+/// The environment's settings with its password; its warnings go to stderr.
+pub fn settings(environment: &Environment, target: &Target, out: &Output) -> Result<Settings> {
+    let settings = environment
+        .settings()
+        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
+    for warning in &settings.warnings {
+        out.log(&format!("warning: {warning}"));
+    }
+    Ok(settings)
+}
+
+/// Connects for a command that changes nothing the policy guards.
+pub fn open(target: &Target, out: &Output) -> Result<Opened> {
+    let environment = environment(target)?;
+    let settings = settings(&environment, target, out)?;
+    connect(settings, out)
+}
+
+/// Connects for a destructive command: `check` sees the policy before any secret is read,
+/// and stderr says which database the command acts on and where that came from.
+pub fn open_destructive(
+    target: &Target,
+    out: &Output,
+    command: &str,
+    check: impl FnOnce(&Policy, &str) -> Result<(), ConfirmError>,
+) -> Result<Opened> {
+    let environment = environment(target)?;
+    let policy = environment
+        .settings_without_secrets()
+        .with_context(|| format!("cannot load the settings of environment '{}'", target.env))?;
+    check(&policy.policy, &policy.env)?;
+    let settings = settings(&environment, target, out)?;
+    let opened = connect(settings, out)?;
+    announce(out, command, &environment, &opened.server);
+    Ok(opened)
+}
+
+/// Says on stderr, before a destructive command changes anything, which database it acts on and
+/// where the target and the policy came from, so a stray PGHOST, DATABASE_URL or policy variable
+/// cannot go unnoticed.
+fn announce(out: &Output, command: &str, environment: &Environment, server: &Server) {
+    let Ok(explanation) = environment.explain() else {
+        return;
+    };
+    let source = |key: &str| {
+        explanation
+            .values
+            .iter()
+            .find(|v| v.key == key)
+            .map_or_else(|| "default".to_owned(), |v| v.source.clone())
+    };
+    out.log(&format!(
+        "{command} on {} (environment {}; host from {}, database from {})",
+        server.describe(),
+        explanation.env,
+        source("database.host"),
+        source("database.dbname")
+    ));
+    for key in ["policy.allow_rollback", "policy.require_confirm"] {
+        let from = source(key);
+        if from.starts_with("env ") || from.starts_with("flag ") {
+            out.log(&format!(
+                "note: {key} comes from {from}, not from the environment file"
+            ));
+        }
     }
 }
 
 /// The server to talk to; for the managed dev cluster, starts it first (creating it on first use).
-pub fn server(settings: &Settings) -> Result<Server> {
+pub fn server(settings: &Settings, out: &Output) -> Result<Server> {
     match &settings.target {
         SettingsTarget::Server(server) => Ok(server.clone()),
         SettingsTarget::Managed { root, dbname } => {
-            let cluster = start_managed(root)?;
-            cluster.ensure_database(dbname).with_context(|| {
-                format!("cannot create database '{dbname}' in the local dev cluster")
-            })?;
+            let root = dev_root(root, out)?;
+            let cluster = ecomind_snapshot::start_dev_cluster(&root, dbname)?;
             Ok(Server::local_socket(
                 cluster.socket_dir(),
                 cluster.port(),
@@ -67,56 +133,28 @@ pub fn server(settings: &Settings) -> Result<Server> {
     }
 }
 
-/// Where the local dev cluster configured at `configured` lives: there, or, when run as root and
-/// the unprivileged server user cannot reach it, under /var/tmp (said once on stderr).
-pub fn managed_root(configured: &std::path::Path) -> Result<std::path::PathBuf> {
-    let root = ecomind_snapshot::placement(configured).with_context(|| {
-        format!(
-            "cannot place the local dev cluster for {}",
-            configured.display()
-        )
-    })?;
-    if root != configured {
-        eprintln!(
+/// Where the local dev cluster configured at `configured` lives; says so on stderr when that is
+/// not where it was configured.
+pub fn dev_root(configured: &std::path::Path, out: &Output) -> Result<std::path::PathBuf> {
+    let placed = ecomind_snapshot::dev_root(configured)?;
+    if placed.moved {
+        out.log(&format!(
             "note: the local dev cluster lives in {} because the unprivileged `postgres` user that runs the server cannot reach {}",
-            root.display(),
+            placed.root.display(),
             configured.display()
-        );
+        ));
     }
-    Ok(root)
+    Ok(placed.root)
 }
 
-/// Starts (or reuses) the local dev cluster configured at `root`.
-pub fn start_managed(root: &std::path::Path) -> Result<Cluster> {
-    let root = &managed_root(root)?;
-    let binaries = binaries()?;
-    Cluster::ensure_running(
-        root,
-        &ClusterOptions {
-            binaries: &binaries,
-            listen: Listen::Socket,
-            auth: Auth::Trust,
-            durable: true,
-            settings: &[],
-        },
-    )
-    .with_context(|| format!("cannot start the local dev cluster in {}", root.display()))
-}
-
-/// The PostgreSQL server binaries: `ECOMIND_DB_BIN_DIR` when set, else `pg_config --bindir`, else
-/// the newest `/usr/lib/postgresql/*/bin`.
-pub fn binaries() -> Result<Binaries> {
-    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from);
-    Binaries::locate(configured.as_deref())
-        .context("the local dev cluster needs PostgreSQL server binaries")
-}
-
-/// Connects to the environment's database.
-pub fn connect(settings: &Settings) -> Result<(postgres::Client, Server)> {
-    let server = server(settings)?;
+/// Connects to the settings' database.
+fn connect(settings: Settings, out: &Output) -> Result<Opened> {
+    let server = server(&settings, out)?;
     // `ConnectError` already says "cannot connect to <server>: ..."; a context would repeat it.
     let client = server.connect(APPLICATION_NAME)?;
-    Ok((client, server))
+    Ok(Opened {
+        settings,
+        server,
+        client,
+    })
 }

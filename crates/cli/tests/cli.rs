@@ -427,8 +427,7 @@ fn wait_returns_once_a_late_server_accepts_connections() {
         "still waiting"
     );
 
-    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR").map(PathBuf::from);
-    let binaries = ecomind_snapshot::Binaries::locate(configured.as_deref()).expect("binaries");
+    let binaries = ecomind_snapshot::Binaries::from_env().expect("binaries");
     let started = ecomind_snapshot::Cluster::ensure_running(
         &root,
         &ecomind_snapshot::ClusterOptions {

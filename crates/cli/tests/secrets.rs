@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -41,12 +41,8 @@ const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        let binaries = Binaries::locate(
-            std::env::var_os("ECOMIND_DB_BIN_DIR")
-                .as_deref()
-                .map(Path::new),
-        )
-        .unwrap_or_else(|e| panic!("PostgreSQL server binaries are needed: {e}"));
+        let binaries = Binaries::from_env()
+            .unwrap_or_else(|e| panic!("PostgreSQL server binaries are needed: {e}"));
         Sandbox::start(&ClusterOptions {
             binaries: &binaries,
             listen: Listen::Tcp { port: 0 },
@@ -1016,7 +1012,11 @@ fn running_migration(source: Source) -> Report {
     let mut child = inv.spawn();
     eventually("the migration to block on the gate table", || {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{source:?}: migrate ended ({status}) before blocking on the gate");
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("{source:?}: migrate ended ({status}) before blocking on the gate: {stderr}");
         }
         admin
             .query_one(

@@ -172,4 +172,17 @@ pub enum Error {
         /// What is missing and how to supply it.
         message: String,
     },
+    /// A variable or flag would loosen the policy of an environment whose file says
+    /// `require_confirm = true`.
+    #[error("{origin} would loosen {key} of environment '{env}', whose file {file} says require_confirm = true, so variables and flags may only tighten its policy; unset it, or change {key} in {file}")]
+    PolicyLoosened {
+        /// The variable or flag, as `env ECOMIND_DB_ALLOW_ROLLBACK`.
+        origin: String,
+        /// The dotted key.
+        key: String,
+        /// The environment.
+        env: String,
+        /// The environment file to edit.
+        file: String,
+    },
 }

@@ -14,6 +14,7 @@ mod schema;
 mod secret;
 mod settings;
 mod url;
+mod wait;
 
 #[cfg(test)]
 mod fuzz;
@@ -28,6 +29,7 @@ pub use settings::{
     ConfirmError, EnvironmentsLocation, ParseSslModeError, ParseTargetSessionAttrsError, Policy,
     Server, Settings, SslMode, Target, TargetSessionAttrs,
 };
+pub use wait::WaitError;
 
 /// Command-line overrides, the highest layer. There is deliberately no
 /// password flag: argv is visible to every user of the machine.
@@ -62,14 +64,47 @@ pub struct LoadOptions<'a> {
 /// Resolves an environment's settings, reading its password (from a secret
 /// file if one is configured) when the target is a server.
 pub fn load(opts: &LoadOptions<'_>) -> Result<Settings, Error> {
-    resolve::resolve(opts, true)?.settings(true)
+    Environment::resolve(opts)?.settings()
 }
 
 /// Resolves an environment like [`load`] but reads no secret file, so the result has no
 /// password. For decisions that must not depend on a mounted secret, such as a policy that
 /// forbids a command: the refusal should be the same on any machine.
 pub fn load_without_secrets(opts: &LoadOptions<'_>) -> Result<Settings, Error> {
-    resolve::resolve(opts, true)?.settings(false)
+    Environment::resolve(opts)?.settings_without_secrets()
+}
+
+/// One environment, resolved once (every layer merged), from which a command takes what it
+/// needs: the settings without secrets to check its policy, then the settings with the
+/// password, and where each value came from.
+pub struct Environment {
+    resolution: resolve::Resolution,
+}
+
+impl Environment {
+    /// Merges every layer of the environment `opts` names.
+    pub fn resolve(opts: &LoadOptions<'_>) -> Result<Environment, Error> {
+        Ok(Environment {
+            resolution: resolve::resolve(opts, true)?,
+        })
+    }
+
+    /// The settings, reading the password (from a secret file if one is configured) when the
+    /// target is a server.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        self.resolution.settings(true)
+    }
+
+    /// The settings without reading any secret: enough to apply the policy.
+    pub fn settings_without_secrets(&self) -> Result<Settings, Error> {
+        self.resolution.settings(false)
+    }
+
+    /// Every value with the source that won, for `config show` and for announcing a
+    /// destructive command.
+    pub fn explain(&self) -> Result<Explanation, Error> {
+        explain_resolution(&self.resolution)
+    }
 }
 
 /// One resolved value and where it came from, for `config show`.
@@ -104,7 +139,10 @@ pub struct Explanation {
 /// Resolves an environment like [`load`] but without reading secret files,
 /// and reports every value with the source that won.
 pub fn explain(opts: &LoadOptions<'_>) -> Result<Explanation, Error> {
-    let resolution = resolve::resolve(opts, true)?;
+    Environment::resolve(opts)?.explain()
+}
+
+fn explain_resolution(resolution: &resolve::Resolution) -> Result<Explanation, Error> {
     let settings = resolution.settings(false)?;
     let mut values = Vec::new();
     for key in schema::KEYS {
@@ -167,7 +205,7 @@ pub fn explain(opts: &LoadOptions<'_>) -> Result<Explanation, Error> {
         file: resolution.file_label.clone(),
         target,
         values,
-        warnings: resolution.warnings,
+        warnings: resolution.warnings.clone(),
     })
 }
 

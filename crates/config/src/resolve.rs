@@ -379,6 +379,10 @@ pub(crate) struct Resolution {
     pub location: EnvironmentsLocation,
     pub file_label: String,
     pub figment: Figment,
+    /// Defaults and the environment file only: the policy as reviewed.
+    reviewed: Figment,
+    /// The file says `require_confirm = true`: variables and flags may only tighten its policy.
+    file_locks_policy: bool,
     ranks: HashMap<String, Rank>,
     pub password: Option<(Rank, PasswordSource)>,
     pub url_present: bool,
@@ -458,7 +462,12 @@ pub(crate) fn resolve(opts: &LoadOptions<'_>, runtime: bool) -> Result<Resolutio
     };
     let mut warnings = Vec::new();
     builder.add("default".to_owned(), RANK_DEFAULT, defaults(&file.base_dir));
+    let file_locks_policy = file_layer
+        .values
+        .iter()
+        .any(|(key, value)| *key == "policy.require_confirm" && value.to_bool() == Some(true));
     builder.add(file.label.clone(), RANK_FILE, file_layer.values);
+    let reviewed = builder.figment.clone();
     let mut password = file_layer.password.map(|source| (RANK_FILE, source));
     let mut url_present = false;
 
@@ -582,6 +591,8 @@ pub(crate) fn resolve(opts: &LoadOptions<'_>, runtime: bool) -> Result<Resolutio
         location,
         file_label: file.label,
         figment: builder.figment,
+        reviewed,
+        file_locks_policy,
         ranks: builder.ranks,
         password,
         url_present,
@@ -664,9 +675,8 @@ impl Resolution {
         })
     }
 
-    /// Builds the typed settings; with `read_password` the secret file (if any) is read.
-    pub(crate) fn settings(&self, read_password: bool) -> Result<Settings, Error> {
-        let raw = self.raw()?;
+    /// The policy of `raw`, its durations parsed.
+    fn policy(&self, raw: &RawPolicy) -> Result<Policy, Error> {
         let duration = |key: &str, text: &str| {
             schema::parse_duration(text).map_err(|message| Error::InvalidValue {
                 origin: self.source(key).map(|(name, _)| name).unwrap_or_default(),
@@ -680,13 +690,53 @@ impl Resolution {
         let optional = |key: &str, text: &Option<String>| -> Result<Option<Duration>, Error> {
             text.as_deref().map(|text| duration(key, text)).transpose()
         };
-        let policy = Policy {
-            lock_wait: duration("policy.lock_wait", &raw.policy.lock_wait)?,
-            lock_timeout: optional("policy.lock_timeout", &raw.policy.lock_timeout)?,
-            statement_timeout: optional("policy.statement_timeout", &raw.policy.statement_timeout)?,
-            allow_rollback: raw.policy.allow_rollback,
-            require_confirm: raw.policy.require_confirm,
+        Ok(Policy {
+            lock_wait: duration("policy.lock_wait", &raw.lock_wait)?,
+            lock_timeout: optional("policy.lock_timeout", &raw.lock_timeout)?,
+            statement_timeout: optional("policy.statement_timeout", &raw.statement_timeout)?,
+            allow_rollback: raw.allow_rollback,
+            require_confirm: raw.require_confirm,
+        })
+    }
+
+    /// Refuses a variable or flag that loosens the policy of a file that says
+    /// `require_confirm = true`; tightening is fine.
+    fn check_not_loosened(&self, policy: &Policy) -> Result<(), Error> {
+        if !self.file_locks_policy {
+            return Ok(());
+        }
+        let reviewed: RawSettings = self.reviewed.extract().map_err(|err| Error::Incomplete {
+            env: self.env.clone(),
+            message: format!("the environment file does not fit together: {}", err.kind),
+        })?;
+        let reviewed = self.policy(&reviewed.policy)?;
+        for key in policy.loosened_from(&reviewed) {
+            if let Some((origin, rank)) = self.source(key) {
+                if rank > RANK_FILE {
+                    return Err(Error::PolicyLoosened {
+                        origin,
+                        key: key.to_owned(),
+                        env: self.env.clone(),
+                        file: self.file_label.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the typed settings; with `read_password` the secret file (if any) is read.
+    pub(crate) fn settings(&self, read_password: bool) -> Result<Settings, Error> {
+        let raw = self.raw()?;
+        let duration = |key: &str, text: &str| {
+            schema::parse_duration(text).map_err(|message| Error::InvalidValue {
+                origin: self.source(key).map(|(name, _)| name).unwrap_or_default(),
+                key: key.to_owned(),
+                message,
+            })
         };
+        let policy = self.policy(&raw.policy)?;
+        self.check_not_loosened(&policy)?;
         let db = raw.database;
         let managed = db.target == "managed" && self.server_override(&db.target).is_none();
         let target = if managed {

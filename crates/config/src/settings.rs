@@ -271,6 +271,63 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The keys in which this policy is looser than `reviewed`: rollback allowed where it was
+    /// not, no confirmation where one was required, a longer wait or a higher (or no) limit.
+    pub(crate) fn loosened_from(&self, reviewed: &Policy) -> Vec<&'static str> {
+        // No limit (`Some(ZERO)`) is the loosest; the server's own setting (`None`) is
+        // unknown, so only "no limit" counts as looser than it.
+        let limit = |d: Duration| if d.is_zero() { Duration::MAX } else { d };
+        let looser = |now: Option<Duration>, was: Option<Duration>| match (now, was) {
+            (Some(now), Some(was)) => limit(now) > limit(was),
+            (Some(now), None) => now.is_zero(),
+            (None, _) => false,
+        };
+        let mut out = Vec::new();
+        if self.lock_wait > reviewed.lock_wait {
+            out.push("policy.lock_wait");
+        }
+        if looser(self.lock_timeout, reviewed.lock_timeout) {
+            out.push("policy.lock_timeout");
+        }
+        if looser(self.statement_timeout, reviewed.statement_timeout) {
+            out.push("policy.statement_timeout");
+        }
+        if self.allow_rollback && !reviewed.allow_rollback {
+            out.push("policy.allow_rollback");
+        }
+        if !self.require_confirm && reviewed.require_confirm {
+            out.push("policy.require_confirm");
+        }
+        out
+    }
+
+    /// Refuses `rollback` where the policy forbids it, then checks its confirmation.
+    pub fn check_rollback(&self, env: &str, confirm: Option<&str>) -> Result<(), ConfirmError> {
+        if !self.allow_rollback {
+            return Err(ConfirmError::RollbackForbidden {
+                env: env.to_owned(),
+            });
+        }
+        self.check_confirm(env, confirm)
+    }
+
+    /// Checks the confirmation of `repair`: rewriting a recorded checksum always needs
+    /// `--confirm`, whatever the policy says.
+    pub fn check_repair(
+        &self,
+        env: &str,
+        accept_checksum: Option<i32>,
+        confirm: Option<&str>,
+    ) -> Result<(), ConfirmError> {
+        if let (Some(version), None) = (accept_checksum, confirm) {
+            return Err(ConfirmError::ChecksumUnconfirmed {
+                version,
+                env: env.to_owned(),
+            });
+        }
+        self.check_confirm(env, confirm)
+    }
+
     /// Checks a `--confirm` value for a destructive command: passing it is
     /// always accepted when it names this environment, and required when the
     /// policy says so.
@@ -289,9 +346,23 @@ impl Policy {
     }
 }
 
-/// A destructive command was not confirmed as the policy requires.
+/// A destructive command that the policy forbids, or that was not confirmed as it requires.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfirmError {
+    /// The policy forbids `rollback`.
+    #[error("environment '{env}' does not allow rollback (policy.allow_rollback = false); write a new migration that reverses the change instead")]
+    RollbackForbidden {
+        /// The environment.
+        env: String,
+    },
+    /// `--accept-checksum` without `--confirm`.
+    #[error("--accept-checksum {version} rewrites the recorded history: pass --confirm {env} too")]
+    ChecksumUnconfirmed {
+        /// The version whose checksum would be rewritten.
+        version: i32,
+        /// The environment.
+        env: String,
+    },
     /// The policy requires `--confirm` and none was given.
     #[error("environment `{env}` requires confirmation for this command: pass --confirm {env}")]
     Required {

@@ -66,6 +66,28 @@ pub struct Actor {
     pub tool_version: String,
 }
 
+impl Actor {
+    /// This process: the operating-system user (`USER`, else `LOGNAME`) and the host name,
+    /// `unknown` where they cannot be read, running `tool_version`.
+    pub fn of_this_process(tool_version: String) -> Actor {
+        let os_user = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Actor {
+            os_user,
+            host,
+            tool_version,
+        }
+    }
+}
+
 /// One row of refinery's history.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppliedMigration {

@@ -8,6 +8,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong while locating binaries or running a cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Something about the developer's local dev cluster failed; the cause follows.
+    #[error("{context}")]
+    DevCluster {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// No directory with `initdb`, `pg_ctl` and `postgres` was found.
     #[error(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; looked in: {looked}; \

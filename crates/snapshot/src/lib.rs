@@ -12,6 +12,7 @@
 mod binaries;
 pub mod cache;
 mod cluster;
+mod dev;
 pub mod dump;
 mod error;
 mod leftovers;
@@ -23,6 +24,7 @@ mod sandbox;
 pub use binaries::Binaries;
 pub use cache::TemplateCache;
 pub use cluster::{placement, Auth, Cluster, ClusterOptions, Listen};
+pub use dev::{configured_bin_dir, dev_root, start_dev_cluster, DevRoot, BIN_DIR_VARIABLE};
 pub use dump::{Dump, DumpFormat};
 pub use error::Error;
 pub use restore::{restore, RestoreOptions, RestoreProgress, Restored};

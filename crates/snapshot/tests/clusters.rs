@@ -14,8 +14,7 @@ const HOLDER_ENV: &str = "ECOMIND_SNAPSHOT_TEST_HOLDER";
 
 /// The binaries under test: `ECOMIND_DB_BIN_DIR` when set (CI's other major versions), else the search.
 fn binaries() -> Binaries {
-    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR").map(PathBuf::from);
-    Binaries::locate(configured.as_deref()).expect("PostgreSQL server binaries")
+    Binaries::from_env().expect("PostgreSQL server binaries")
 }
 
 fn throwaway(binaries: &Binaries) -> ClusterOptions<'_> {

@@ -12,8 +12,7 @@ use ecomind_snapshot::{
 /// search (server-only builds of other majors have no pg_dump, and Debian's pg_dump refuses
 /// servers newer than itself).
 fn full_binaries() -> Binaries {
-    let configured = std::env::var_os("ECOMIND_DB_BIN_DIR").map(PathBuf::from);
-    if let Some(dir) = configured {
+    if let Some(dir) = ecomind_snapshot::configured_bin_dir() {
         let binaries = Binaries::locate(Some(&dir)).expect("configured binaries");
         if binaries.tool("pg_dump").is_some() {
             return binaries;

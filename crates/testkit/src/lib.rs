@@ -14,18 +14,14 @@ use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
 /// The sandbox cluster of this test process: trust authentication, unix socket only, not
 /// durable. Started on first use; stopped and removed when the process exits, however it exits.
 /// The server binaries come from `ECOMIND_DB_BIN_DIR` when set (how CI tests other major
-/// versions), else from [`Binaries::locate`]'s search.
+/// versions), else from [`Binaries::locate`]'s search ([`Binaries::from_env`]).
 ///
 /// Panics with the reason when PostgreSQL cannot be found or started: tests cannot run without it.
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        let binaries = Binaries::locate(
-            std::env::var_os("ECOMIND_DB_BIN_DIR")
-                .as_deref()
-                .map(std::path::Path::new),
-        )
-        .unwrap_or_else(|e| panic!("ecomind-testkit: {}", chain(&e)));
+        let binaries =
+            Binaries::from_env().unwrap_or_else(|e| panic!("ecomind-testkit: {}", chain(&e)));
         let opts = ClusterOptions {
             binaries: &binaries,
             listen: Listen::Socket,

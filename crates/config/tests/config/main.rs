@@ -9,6 +9,7 @@ mod bad_input;
 mod harness;
 mod leak;
 mod libpq;
+mod policy;
 mod precedence;
 mod repository;
 mod server;

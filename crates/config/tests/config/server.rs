@@ -162,12 +162,9 @@ fn certs() -> &'static Certs {
 }
 
 fn binaries() -> Binaries {
-    Binaries::locate(
-        std::env::var_os("ECOMIND_DB_BIN_DIR")
-            .as_deref()
-            .map(Path::new),
-    )
-    .unwrap_or_else(|err| panic!("PostgreSQL server binaries are needed for these tests: {err}"))
+    Binaries::from_env().unwrap_or_else(|err| {
+        panic!("PostgreSQL server binaries are needed for these tests: {err}")
+    })
 }
 
 /// Runs `start` while no `Jail` test has the process environment cleared
