@@ -513,10 +513,26 @@ target: {}
                     v.source
                 );
             }
+            // Variables that stand for flags: named, so a stray one is seen.
+            let mut chosen_by = serde_json::Map::new();
+            for (variable, flag) in [
+                ("ECOMIND_DB_ENV", "--env"),
+                ("ECOMIND_DB_MIGRATIONS", "--migrations"),
+            ] {
+                if let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
+                    let value = value.to_string_lossy().into_owned();
+                    let _ = writeln!(text, "{flag} {value} comes from env {variable}");
+                    chosen_by.insert(variable.to_owned(), json!(value));
+                }
+            }
             for w in &explanation.warnings {
                 let _ = writeln!(text, "warning: {w}");
             }
-            out.result(&text, &explanation);
+            let mut value = serde_json::to_value(&explanation)?;
+            if let (false, Some(map)) = (chosen_by.is_empty(), value.as_object_mut()) {
+                map.insert("flags_from_env".to_owned(), chosen_by.into());
+            }
+            out.result(&text, &value);
             Ok(exit::OK)
         }
         ConfigAction::Check(check) => {

@@ -152,7 +152,7 @@ pub(crate) const OTHER_VARS: &[&str] = &[
     "ECOMIND_DB_ENVIRONMENTS",
     "ECOMIND_DB_ENV",
     "ECOMIND_DB_BIN_DIR",
-    "ECOMIND_DB_LOG",
+    "ECOMIND_DB_MIGRATIONS",
 ];
 
 /// Environments in whose file a literal password is tolerated.

@@ -16,11 +16,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::catalog::Migration;
-use crate::split;
+use crate::split::{self, Kind};
 use crate::Error;
 
-/// One token of a statement, as the few statement shapes above need it: the lexer
-/// ([`split::tokens`]) finds the tokens, this keeps their values.
+/// One token of a statement, as the shapes above are read (the lexer is [`split`]'s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
     /// A key word or unquoted identifier, folded to lower case as PostgreSQL folds it.
@@ -41,74 +40,81 @@ struct Located {
     end: usize,
 }
 
-/// The tokens of one statement with their values. Text that does not lex has none.
+/// Reads the tokens of one statement from the lexer (`split::tokens`), as this module reads
+/// them: words folded to lower case, identifiers and strings by their value, anything else one
+/// character at a time. Text that does not lex has no tokens.
 fn tokens(sql: &str) -> Vec<Located> {
-    let Ok(tokens) = split::tokens(sql) else {
-        return Vec::new();
-    };
-    tokens
-        .into_iter()
-        .map(|t| {
-            let token = match t.kind {
-                split::Kind::Word => Token::Word(t.text.to_lowercase()),
-                split::Kind::QuotedIdentifier => Token::Quoted(unquote(t.text, '"')),
-                split::Kind::String => Token::Str(string_value(t.text)),
-                split::Kind::OpenParen => Token::Punct('('),
-                split::Kind::CloseParen => Token::Punct(')'),
-                split::Kind::Semicolon => Token::Punct(';'),
-                split::Kind::Other => Token::Punct(t.text.chars().next().unwrap_or(' ')),
-            };
-            Located {
-                token,
-                start: t.start,
-                end: t.start + t.text.len(),
+    let mut out = Vec::new();
+    for t in split::tokens(sql).unwrap_or_default() {
+        let (start, end) = (t.start, t.start + t.text.len());
+        let token = match t.kind {
+            Kind::Word => Token::Word(t.text.to_lowercase()),
+            Kind::QuotedIdentifier => Token::Quoted(identifier_value(t.text)),
+            Kind::String => Token::Str(string_value(t.text)),
+            Kind::Semicolon | Kind::OpenParen | Kind::CloseParen | Kind::Other => {
+                for (offset, c) in t.text.char_indices() {
+                    out.push(Located {
+                        token: Token::Punct(c),
+                        start: start + offset,
+                        end: start + offset + c.len_utf8(),
+                    });
+                }
+                continue;
             }
-        })
-        .collect()
-}
-
-/// The text between the first and the last `quote`, with doubled quotes made single.
-fn unquote(text: &str, quote: char) -> String {
-    let inner = match (text.find(quote), text.rfind(quote)) {
-        (Some(first), Some(last)) if last > first => &text[first + 1..last],
-        _ => "",
-    };
-    let doubled: String = [quote, quote].iter().collect();
-    inner.replace(&doubled, &quote.to_string())
-}
-
-/// The value of a string constant: `'...'`, `E'...'` with its backslash escapes, or
-/// `$tag$...$tag$`.
-fn string_value(text: &str) -> String {
-    if let Some(after) = text.strip_prefix('$') {
-        let tag_end = after.find('$').map_or(text.len(), |i| i + 2);
-        let tag = &text[..tag_end.min(text.len())];
-        return text
-            .strip_prefix(tag)
-            .and_then(|rest| rest.strip_suffix(tag))
-            .unwrap_or_default()
-            .to_owned();
-    }
-    let value = unquote(text, '\'');
-    if !(text.starts_with('E') || text.starts_with('e')) {
-        return value;
-    }
-    let mut out = String::new();
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some(other) => out.push(other),
-            None => {}
-        }
+        };
+        out.push(Located { token, start, end });
     }
     out
+}
+
+/// A quoted identifier's name: without its quotes (and `U&` prefix), `""` read as `"`.
+fn identifier_value(text: &str) -> String {
+    let inner = text.trim_start_matches(['U', 'u', '&']);
+    inner
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(inner)
+        .replace("\"\"", "\"")
+}
+
+/// A string constant's value: `''` read as `'`, and in an `E''` string the backslash escapes
+/// `\n`, `\t`, `\r` and any character that follows it; a dollar-quoted string as written.
+fn string_value(text: &str) -> String {
+    if let Some(rest) = text.strip_prefix('$') {
+        let tag_end = rest.find('$').map_or(0, |i| i + 2);
+        let delimiter = &text[..tag_end];
+        return text[tag_end..]
+            .strip_suffix(delimiter)
+            .unwrap_or(&text[tag_end..])
+            .to_owned();
+    }
+    let escapes = text.starts_with(['e', 'E']);
+    let mut value = String::new();
+    let mut inside = false;
+    let mut chars = text[text.find('\'').unwrap_or(0)..].chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if inside && chars.peek() == Some(&'\'') => {
+                chars.next();
+                value.push('\'');
+            }
+            '\'' => inside = !inside,
+            '\\' if inside && escapes => {
+                if let Some(next) = chars.next() {
+                    value.push(match next {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        other => other,
+                    });
+                }
+            }
+            c if inside => value.push(c),
+            // Between the parts of a string continued on the next line.
+            _ => {}
+        }
+    }
+    value
 }
 
 /// A cursor over a statement's tokens.

@@ -1,6 +1,6 @@
 //! Repairs: the way out of what a failed non-transactional migration left behind (invalid
 //! indexes), and re-recording the checksum of an applied file that was edited on purpose.
-//! Every repair is written to the event log (direction `repair`, its `error` column saying
+//! Every repair is written to the event log (direction `repair`, its `detail` column saying
 //! what was repaired).
 
 use std::time::Duration;

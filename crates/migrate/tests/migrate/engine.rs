@@ -8,8 +8,8 @@ use ecomind_migrate::{
 };
 use ecomind_testkit::{database, TestDb};
 
-mod common;
-use common::{actor, applied_versions, catalog, options, repo_catalog, table_exists};
+use crate::common;
+use crate::common::{actor, applied_versions, catalog, options, repo_catalog, table_exists};
 
 fn run(db: &TestDb, catalog: &Catalog) -> Result<ecomind_migrate::Report, Error> {
     let actor = actor();

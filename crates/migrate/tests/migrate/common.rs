@@ -1,6 +1,4 @@
-//! Helpers shared by the engine's integration tests (each test file is its own binary and uses
-//! some of them).
-#![allow(dead_code)]
+//! Helpers shared by the engine's integration tests.
 
 use std::path::Path;
 use std::time::Duration;

@@ -9,8 +9,7 @@ use ecomind_migrate::{
 };
 use ecomind_testkit::database;
 
-mod common;
-use common::{actor, applied_versions, migrate_to, repo_catalog};
+use crate::common::{actor, applied_versions, migrate_to, repo_catalog};
 
 fn repair_options(actor: &Actor, accept_checksum: Option<i32>) -> RepairOptions<'_> {
     RepairOptions {
@@ -22,7 +21,8 @@ fn repair_options(actor: &Actor, accept_checksum: Option<i32>) -> RepairOptions<
     }
 }
 
-/// Polls until `query` returns a row, for at most a minute.
+/// Polls until `query` returns a row, for at most a minute. Between two polls the server waits
+/// (`pg_sleep`), so neither this process nor the server spins.
 fn wait_for_row(client: &mut postgres::Client, query: &str) -> postgres::Row {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -30,7 +30,9 @@ fn wait_for_row(client: &mut postgres::Client, query: &str) -> postgres::Row {
             return row;
         }
         assert!(Instant::now() < deadline, "timed out waiting for: {query}");
-        std::thread::yield_now();
+        client
+            .batch_execute("SELECT pg_sleep(0.02)")
+            .expect("pause between polls");
     }
 }
 

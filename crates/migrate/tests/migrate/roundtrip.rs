@@ -7,8 +7,8 @@ use ecomind_migrate::{
 };
 use ecomind_testkit::{database, TestDb};
 
-mod common;
-use common::{actor, applied_versions, migrate_to, repo_catalog, table_exists};
+use crate::common;
+use crate::common::{actor, applied_versions, migrate_to, repo_catalog, table_exists};
 
 fn up_to(db: &TestDb, catalog: &Catalog, target: Option<i32>) {
     try_up_to(db, catalog, target).unwrap_or_else(|e| panic!("migrate to {target:?}: {e}"));
@@ -369,7 +369,7 @@ fn generated_catalog(files: &[(&str, &str, &str)]) -> Catalog {
 }
 
 #[test]
-fn fifty_generated_migrations_each_go_down_and_up_again_exactly() {
+fn every_generated_migration_goes_down_and_up_again_exactly() {
     assert!(GENERATED.len() >= 50, "{} migrations", GENERATED.len());
     let catalog = generated_catalog(GENERATED);
     let checked = roundtrip(&catalog).unwrap_or_else(|e| panic!("{e}"));

@@ -10,8 +10,7 @@ use ecomind_migrate::{
 };
 use ecomind_testkit::{database, TestDb};
 
-mod common;
-use common::{actor, applied_versions, migrate_to, repo_catalog};
+use crate::common::{actor, applied_versions, migrate_to, repo_catalog};
 
 fn verify_options() -> VerifyOptions {
     VerifyOptions {
