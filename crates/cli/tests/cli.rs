@@ -816,3 +816,54 @@ fn migrate_sql_prints_what_would_run_and_changes_nothing() {
     );
     assert!(!sql.contains("CREATE TABLE"), "{sql}");
 }
+
+/// `out` with what varies between runs masked: the server's socket folder and port, and every
+/// `applied_on` time the JSON document carries.
+fn masked(db: &TestDb, out: &[u8], json: Option<&serde_json::Value>) -> String {
+    let mut text = text(out);
+    let env = db.pg_env();
+    // The database name first: it may contain the port's digits.
+    for (key, name) in [
+        ("PGDATABASE", "[database]"),
+        ("PGHOST", "[socket]"),
+        ("PGPORT", "[port]"),
+    ] {
+        if let Some((_, value)) = env.iter().find(|(k, _)| k == key) {
+            text = text.replace(value.as_str(), name);
+        }
+    }
+    let times = json
+        .and_then(|j| j.get("applied"))
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.get("applied_on").and_then(|t| t.as_str()));
+    for time in times {
+        text = text.replace(time, "[time]");
+    }
+    text
+}
+
+/// `status`, text and JSON, before and after migrate: a change of output is a reviewed diff.
+#[test]
+fn status_output_is_as_reviewed() {
+    let db = database();
+    let snapshot = |name: &str, db: &TestDb| {
+        let json_out = run(db, &["status", "--env", "dev", "--json"]);
+        assert_exit(&json_out, 0);
+        let json: serde_json::Value = serde_json::from_slice(&json_out.stdout).expect("json");
+        let text_out = run(db, &["status", "--env", "dev"]);
+        assert_exit(&text_out, 0);
+        insta::assert_snapshot!(
+            format!("{name}_text"),
+            masked(db, &text_out.stdout, Some(&json))
+        );
+        insta::assert_snapshot!(
+            format!("{name}_json"),
+            masked(db, &json_out.stdout, Some(&json))
+        );
+    };
+    snapshot("status_pending", &db);
+    assert_exit(&run(&db, &["migrate", "--env", "dev"]), 0);
+    snapshot("status_up_to_date", &db);
+}
