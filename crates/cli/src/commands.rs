@@ -26,7 +26,7 @@ mod embedded {
 }
 
 /// The migrations: from `--migrations DIR`, else the copies built into the binary.
-fn catalog(source: &Source) -> Result<Catalog> {
+pub(crate) fn catalog(source: &Source) -> Result<Catalog> {
     match &source.migrations {
         Some(dir) => Catalog::load_dir(dir)
             .with_context(|| format!("the migrations in {} are not usable", dir.display())),
@@ -306,6 +306,12 @@ pub fn repair(args: &RepairArgs, out: &Output) -> Result<u8> {
             "left invalid index {i} alone: a CREATE INDEX CONCURRENTLY is building it right now"
         );
     }
+    for a in &report.closed_attempts {
+        let _ = writeln!(
+            text,
+            "closed unfinished attempt {a}; what its completed statements did stays as it is"
+        );
+    }
     if let Some(a) = &report.accepted_checksum {
         let _ = writeln!(
             text,
@@ -344,15 +350,25 @@ pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
             "  read from a standby (in recovery): it may lag behind its primary, where migrations run\n",
         );
     }
+    let down = |down: Option<&str>| down.map_or_else(String::new, |d| format!("  ({d} down)"));
     for a in &status.applied {
         let _ = writeln!(
             text,
-            "  applied  V{:<4} {:<40} {}",
-            a.version, a.name, a.applied_on
+            "  applied  V{:<4} {:<40} {}{}",
+            a.version,
+            a.name,
+            a.applied_on,
+            down(a.down)
         );
     }
     for p in &status.pending {
-        let _ = writeln!(text, "  pending  V{:<4} {}", p.version, p.name);
+        let _ = writeln!(
+            text,
+            "  pending  V{:<4} {}{}",
+            p.version,
+            p.name,
+            down(p.down)
+        );
     }
     for p in &status.problems {
         let _ = writeln!(text, "  problem  {p}");
@@ -368,6 +384,18 @@ pub fn status(args: &StatusArgs, out: &Output) -> Result<u8> {
                 text,
                 "  repair   invalid index {i}, left by an interrupted CREATE INDEX CONCURRENTLY: run `repair` to drop it"
             );
+        }
+    }
+    for u in &status.unfinished {
+        if u.running {
+            let _ = writeln!(text, "  running  {u}");
+        } else if u.needs_repair() {
+            let _ = writeln!(
+                text,
+                "  repair   unfinished attempt {u}. Find out what its completed statements did, undo them by hand or make the file safe to run again, then run `repair` to close the attempt"
+            );
+        } else {
+            let _ = writeln!(text, "  note     unfinished attempt {u}");
         }
     }
     let summary = if status.needs_attention() {
@@ -596,10 +624,10 @@ fn steps_text(
 ) -> String {
     let mut text = String::new();
     for step in steps {
-        let how = if step.transactional {
-            ""
-        } else {
-            ", outside a transaction"
+        let how = match (step.transactional, step.down) {
+            (_, Some(down)) => format!(", {down} down"),
+            (true, None) => String::new(),
+            (false, None) => ", outside a transaction".to_owned(),
         };
         let attempts = if step.attempts > 1 {
             format!(
@@ -630,7 +658,7 @@ fn version_label(head: Option<i32>) -> String {
 }
 
 /// Who runs this, for the event log.
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     Actor::of_this_process(format!("ecomind-db {}", env!("CARGO_PKG_VERSION")))
 }
 

@@ -176,12 +176,14 @@ fn eight_migrate_processes_at_once_apply_each_migration_exactly_once() {
     let failed: i64 = db
         .client()
         .query_one(
-            "SELECT count(*) FROM ecomind_migration_events WHERE outcome <> 'applied'",
+            "SELECT count(*) FROM ecomind_migration_events s WHERE outcome = 'failed' \
+                OR (outcome = 'started' AND NOT EXISTS \
+                    (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id))",
             &[],
         )
         .expect("events")
         .get(0);
-    assert_eq!(failed, 0);
+    assert_eq!(failed, 0, "no failed and no unfinished attempt");
 }
 
 #[test]
@@ -871,7 +873,8 @@ fn sigterm_during_a_long_statement_cancels_it_records_the_interrupt_and_exits_14
     assert_eq!(applied_versions(&db), vec![1]);
     let row = client
         .query_one(
-            "SELECT outcome, detail, error FROM ecomind_migration_events WHERE version = 2",
+            "SELECT outcome, detail, error FROM ecomind_migration_events \
+             WHERE version = 2 AND outcome <> 'started'",
             &[],
         )
         .expect("one event for V2");
@@ -894,6 +897,306 @@ fn sigterm_during_a_long_statement_cancels_it_records_the_interrupt_and_exits_14
         .unwrap()
         .get(0);
     assert_eq!(locks, 0);
+}
+
+/// The long history written for these tests (see its README): 32 migrations as a real project
+/// writes them.
+fn long_history() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrate/tests/long_history")
+        .canonicalize()
+        .expect("the long history folder")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_long_real_world_history_migrates_verifies_rolls_back_to_zero_and_migrates_again() {
+    let db = database();
+    let folder = long_history();
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .chain(["--env", "dev", "--migrations", &folder].map(str::to_owned))
+            .collect()
+    };
+    let run_with = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&db, &args)
+    };
+    let all: Vec<i32> = (1..=32).collect();
+
+    let first = run_with(&["migrate"]);
+    assert_exit(&first, 0);
+    assert!(
+        text(&first.stdout).contains("32 migration(s) applied, now at V32"),
+        "{}",
+        text(&first.stdout)
+    );
+    assert_eq!(applied_versions(&db), all);
+
+    let clean = run_with(&["verify"]);
+    assert_exit(&clean, 0);
+    assert!(
+        text(&clean.stdout).contains("matches the 32 applied migration(s)"),
+        "{}",
+        text(&clean.stdout)
+    );
+
+    db.client()
+        .batch_execute(
+            "DROP INDEX categories_label_trgm;\n\
+             ALTER TYPE user_role ADD VALUE 'guest';\n\
+             ALTER TABLE categories ALTER COLUMN label TYPE extensions.citext;",
+        )
+        .expect("drift by hand");
+    let drift = run_with(&["verify"]);
+    assert_exit(&drift, 4);
+    let out = text(&drift.stdout);
+    for named in [
+        "categories_label_trgm",
+        "'guest'",
+        "public.categories.label",
+    ] {
+        assert!(out.contains(named), "{named} missing from:\n{out}");
+    }
+
+    let status = run_with(&["status", "--json"]);
+    assert_exit(&status, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let noop: Vec<i64> = doc["applied"]
+        .as_array()
+        .expect("applied")
+        .iter()
+        .filter(|a| a["down"] == "no-op")
+        .filter_map(|a| a["version"].as_i64())
+        .collect();
+    assert_eq!(noop, vec![14, 28], "{doc}");
+
+    let back = run_with(&["rollback", "--to", "0"]);
+    assert_exit(&back, 0);
+    let out = text(&back.stdout);
+    for line in [
+        "reverted V28 audit_history_start (",
+        "reverted V14 seed_house_organization (",
+    ] {
+        let found = out
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_default();
+        assert!(found.ends_with(", no-op down)"), "{line}… in:\n{out}");
+    }
+    assert_eq!(applied_versions(&db), Vec::<i32>::new());
+    let left: i64 = db
+        .client()
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'public' AND c.relname NOT IN ('refinery_schema_history', 'ecomind_migration_events') \
+                       AND c.relname NOT LIKE 'refinery_schema_history%' AND c.relname NOT LIKE 'ecomind_migration_events%') \
+                  + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql') \
+                  + (SELECT count(*) FROM pg_namespace WHERE nspname = 'extensions')",
+            &[],
+        )
+        .expect("what is left")
+        .get(0);
+    assert_eq!(left, 0, "rollback to 0 leaves no object of the history");
+
+    assert_exit(&run_with(&["migrate"]), 0);
+    assert_eq!(applied_versions(&db), all);
+    let again = run_with(&["verify"]);
+    assert_exit(&again, 0);
+}
+
+#[test]
+fn a_migrate_killed_between_statements_outside_a_transaction_is_named_until_repair_closes_it() {
+    let db = database();
+    let folder = Folder::new(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        (
+            "V2__indexes.sql",
+            "-- ecomind:no-transaction\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\n\
+             SELECT pg_advisory_lock(424242);\n\
+             SELECT pg_advisory_unlock(424242);\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS a_id_desc ON a (id DESC);\n",
+        ),
+        (
+            "V2__indexes.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS a_id_desc;\nDROP INDEX CONCURRENTLY IF EXISTS a_id;\n",
+        ),
+    ]);
+    let migrate_args = ["migrate", "--env", "dev", "--migrations", folder.path()];
+    // The test holds the advisory lock that V2's second statement waits for: the run is
+    // between statement 1 (done) and statement 3 when it is killed.
+    let mut holder = db.client();
+    holder
+        .batch_execute("SELECT pg_advisory_lock(424242)")
+        .expect("hold the lock");
+    let mut child = command(&db, &migrate_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut admin = db.client();
+    let mut backend: Option<i32> = None;
+    eventually("V2's second statement to wait for the test's lock", || {
+        backend = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'ecomind-db' AND wait_event_type = 'Lock' \
+                 AND query LIKE '%pg_advisory_lock(424242)%'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .map(|r| r.get(0));
+        backend.is_some()
+    });
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // PostgreSQL 14+ notices the dead client while it waits; 13 when the statement returns.
+    holder
+        .batch_execute("SELECT pg_advisory_unlock(424242)")
+        .expect("release the lock");
+    eventually("the killed run's backend to end", || {
+        admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&backend])
+            .expect("pg_stat_activity")
+            .is_none()
+    });
+    assert_eq!(applied_versions(&db), vec![1]);
+
+    let status = run(
+        &db,
+        &[
+            "status",
+            "--env",
+            "dev",
+            "--check",
+            "--migrations",
+            folder.path(),
+        ],
+    );
+    assert_exit(&status, 4);
+    let out = text(&status.stdout);
+    for part in [
+        "unfinished attempt V2 indexes (up) started ",
+        "statement(s) 1 to 1 of 4 completed and stay applied; statement 2 was running when it stopped",
+        "run `repair` to close the attempt",
+        "needs attention",
+    ] {
+        assert!(out.contains(part), "{part} missing from:\n{out}");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(
+        &run(
+            &db,
+            &[
+                "status",
+                "--env",
+                "dev",
+                "--json",
+                "--migrations",
+                folder.path(),
+            ],
+        )
+        .stdout,
+    )
+    .expect("JSON");
+    let attempt = &doc["unfinished"][0];
+    assert_eq!(attempt["version"], 2, "{doc}");
+    assert_eq!(attempt["statements_done"], 1, "{doc}");
+    assert_eq!(attempt["statements_total"], 4, "{doc}");
+    assert_eq!(attempt["transactional"], false, "{doc}");
+    assert_eq!(attempt["running"], false, "{doc}");
+    let (outcome, os_user, host, done): (String, String, String, i32) = admin
+        .query_one(
+            "SELECT outcome, os_user, client_host, statements_done FROM ecomind_migration_events \
+             WHERE version = 2 AND direction = 'up' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .expect("the event log holds the attempt");
+    assert_eq!((outcome.as_str(), done), ("started", 1));
+    assert!(!os_user.is_empty() && !host.is_empty());
+    assert!(out.contains(&format!("by {os_user}@{host}")), "{out}");
+
+    // migrate refuses to run past it, and says what to do.
+    let refused = run(&db, &migrate_args);
+    assert_exit(&refused, 4);
+    let err = text(&refused.stderr);
+    assert!(err.contains("an earlier attempt never finished"), "{err}");
+    assert!(
+        err.contains("run `ecomind-db repair` to close the attempt"),
+        "{err}"
+    );
+    assert_eq!(applied_versions(&db), vec![1]);
+
+    // V2 is safe to rerun (IF NOT EXISTS): repair closes the attempt, migrate finishes V2.
+    let repaired = run(
+        &db,
+        &["repair", "--env", "dev", "--migrations", folder.path()],
+    );
+    assert_exit(&repaired, 0);
+    assert!(text(&repaired.stdout).contains("closed unfinished attempt V2 indexes (up)"));
+    assert_exit(&run(&db, &migrate_args), 0);
+    assert_eq!(applied_versions(&db), vec![1, 2]);
+    assert_exit(
+        &run(
+            &db,
+            &[
+                "status",
+                "--env",
+                "dev",
+                "--check",
+                "--migrations",
+                folder.path(),
+            ],
+        ),
+        0,
+    );
+}
+
+#[test]
+fn a_non_transactional_migration_whose_first_statement_fails_applied_nothing_and_exits_1() {
+    let db = database();
+    let folder = Folder::new(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+        (
+            "V2__index.sql",
+            "-- ecomind:no-transaction\nCREATE INDEX CONCURRENTLY a_missing ON a (missing_column);\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+        ),
+        (
+            "V2__index.down.sql",
+            "-- ecomind:no-transaction\nDROP INDEX CONCURRENTLY a_id;\nDROP INDEX CONCURRENTLY a_missing;\n",
+        ),
+    ]);
+    let failed = run(
+        &db,
+        &["migrate", "--env", "dev", "--migrations", folder.path()],
+    );
+    assert_exit(&failed, 1);
+    let err = text(&failed.stderr);
+    assert!(
+        err.contains("migration V2__index.sql runs outside a transaction and its first statement failed, so nothing was applied"),
+        "{err}"
+    );
+    assert!(err.contains("missing_column"), "{err}");
+    assert_eq!(applied_versions(&db), vec![1]);
+    // Nothing is left to repair, and the attempt is closed in the event log.
+    let status = run(
+        &db,
+        &[
+            "status",
+            "--env",
+            "dev",
+            "--check",
+            "--migrations",
+            folder.path(),
+        ],
+    );
+    assert_exit(&status, 3);
 }
 
 /// Every relation, sequence, function and type in the database, to prove nothing changed.
@@ -931,7 +1234,8 @@ fn migrate_sql_prints_what_would_run_and_changes_nothing() {
     let locks: i64 = db
         .client()
         .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .unwrap()
@@ -946,17 +1250,19 @@ fn migrate_sql_prints_what_would_run_and_changes_nothing() {
             "no history write of V{version}:\n{sql}"
         );
     }
+    // Each attempt's start row, then the row that ends it.
     assert_eq!(
         sql.matches("INSERT INTO ecomind_migration_events").count(),
-        4
+        8
     );
     assert!(sql.contains("CREATE TABLE IF NOT EXISTS refinery_schema_history"));
     assert!(
         sql.contains("SELECT pg_try_advisory_lock(") && sql.contains("SELECT pg_advisory_unlock(")
     );
-    // V1, V3, V4 each in a transaction; V2 outside one, then recorded in its own.
-    assert_eq!(sql.matches("\nBEGIN;\n").count(), 4, "{sql}");
-    assert_eq!(sql.matches("\nCOMMIT;\n").count(), 4, "{sql}");
+    // V1, V3, V4 each commit their start row, then run in a transaction; V2 outside one, then
+    // recorded in its own.
+    assert_eq!(sql.matches("\nBEGIN;\n").count(), 7, "{sql}");
+    assert_eq!(sql.matches("\nCOMMIT;\n").count(), 7, "{sql}");
     let v2 = &sql[sql.find("-- V2__performance_indexes.sql").unwrap()..];
     assert!(
         v2.starts_with("-- V2__performance_indexes.sql: outside a transaction")

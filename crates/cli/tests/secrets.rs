@@ -12,11 +12,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ecomind_migrate::{EVENT_TABLE, HISTORY_TABLE};
-use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox, SecretString};
+use ecomind_snapshot::Sandbox;
+use ecomind_testkit::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecomind-db");
 
@@ -37,49 +37,28 @@ const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
 // The sandbox, its databases and the folders the binary reads.
 // ---------------------------------------------------------------------------------------------
 
-/// One cluster for this test process: scram-sha-256 with [`PASSWORD`], TCP on 127.0.0.1, no TLS.
+/// The password sandbox of this test process (testkit's): scram-sha-256 with [`PASSWORD`], TCP on
+/// 127.0.0.1, no TLS.
 fn sandbox() -> &'static Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| {
-        let binaries = Binaries::from_env()
-            .unwrap_or_else(|e| panic!("PostgreSQL server binaries are needed: {e}"));
-        Sandbox::start(&ClusterOptions {
-            binaries: &binaries,
-            listen: Listen::Tcp { port: 0 },
-            auth: Auth::Password(SecretString::from(PASSWORD)),
-            durable: false,
-            settings: &[],
-        })
-        .unwrap_or_else(|e| panic!("cannot start the password sandbox: {e}"))
-    })
+    ecomind_testkit::password_sandbox(PASSWORD)
 }
 
-/// A fresh database in the sandbox, dropped with the value.
+/// A fresh database in the password sandbox, dropped with the value.
 struct Db {
+    db: TestDb,
     name: String,
 }
 
 impl Db {
     fn new() -> Db {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "secrets_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        sandbox()
-            .cluster()
-            .ensure_database(&name)
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        Db { name }
+        let db = ecomind_testkit::database_in(sandbox());
+        let name = db.name().to_owned();
+        Db { db, name }
     }
 
     /// A superuser connection over the unix socket (the test's own, not the binary's).
     fn client(&self) -> postgres::Client {
-        sandbox()
-            .cluster()
-            .connect(&self.name)
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name))
+        self.db.client()
     }
 
     fn table_exists(client: &mut postgres::Client, table: &str) -> bool {
@@ -129,17 +108,6 @@ impl Db {
             }
         }
         text
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Ok(mut client) = sandbox().cluster().connect("postgres") {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
     }
 }
 

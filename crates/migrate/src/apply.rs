@@ -17,6 +17,9 @@ use crate::script::{Failure, Runner, Script};
 use crate::session::Session;
 use crate::{lock, plan, Error};
 
+/// How reports and the status name a down file without statements.
+pub const NOOP_DOWN: &str = "no-op";
+
 /// Where a run takes the database, and so which way it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -118,6 +121,10 @@ pub struct AppliedStep {
     pub transactional: bool,
     /// How many attempts it took: more than 1 when it ran into `lock_timeout` and was retried.
     pub attempts: u32,
+    /// `no-op` for a down file with no statement (empty or only comments): reverting it only
+    /// removed the history row. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<&'static str>,
 }
 
 /// What a run did, in either direction. In JSON its steps are `applied` (up) or `reverted`
@@ -231,6 +238,15 @@ impl RunOptions<'_> {
         if direction == Direction::Down {
             history::ensure_tables(client)?;
         }
+        // An attempt that was cut off outside a transaction may have left statements applied:
+        // nothing runs until someone has looked (only read when there is something to run).
+        let half_done: Vec<_> = history::unfinished_after_ensure(client)?
+            .into_iter()
+            .filter(|a| a.needs_repair())
+            .collect();
+        if !half_done.is_empty() {
+            return Err(Error::UnfinishedAttempts(half_done));
+        }
         let session = Session::establish(client, self.lock_timeout, self.statement_timeout)?;
         let runner = Runner {
             session: &session,
@@ -317,6 +333,8 @@ impl RunOptions<'_> {
                 duration_ms: took.as_secs_f64() * 1000.0,
                 transactional: script.is_transactional(),
                 attempts: attempt,
+                down: (direction == Direction::Down && migration.has_noop_down())
+                    .then_some(NOOP_DOWN),
             });
             report.head = applied.last().copied();
             if let Some(observer) = self.observer {
@@ -372,6 +390,11 @@ fn into_error(failure: Failure, script: &Script<'_>, report: Report) -> Error {
                 report,
             }
         }
+        Failure::NothingApplied(detail) => Error::NothingApplied {
+            file,
+            detail,
+            report,
+        },
         Failure::HalfApplied { detail, state } => Error::HalfApplied {
             file,
             detail,

@@ -119,6 +119,7 @@ fn baseline_locked(
                 elapsed: started.elapsed(),
                 error: None,
                 detail: None,
+                attempt: history::Attempt::None,
             },
         )?;
     }
@@ -131,6 +132,7 @@ fn baseline_locked(
             .map(|m| Pending {
                 version: m.version(),
                 name: m.name().to_owned(),
+                down: None,
             })
             .collect(),
         objects: comparison.expected_objects,

@@ -24,6 +24,7 @@ pub struct Migration {
     name: String,
     up: String,
     down: Option<String>,
+    down_is_noop: bool,
     transactional: bool,
     down_transactional: bool,
     destructive: bool,
@@ -61,6 +62,13 @@ impl Migration {
         self.down.as_deref()
     }
 
+    /// True when the down file holds no statement (it is empty or only comments): an explicit
+    /// no-op, as diesel and sqlx write for data fixes and backfills. Reverting the migration
+    /// changes no schema and only removes its history row.
+    pub fn has_noop_down(&self) -> bool {
+        self.down_is_noop
+    }
+
     /// False for a migration whose first line is the no-transaction directive.
     pub fn is_transactional(&self) -> bool {
         self.transactional
@@ -89,6 +97,7 @@ impl fmt::Debug for Migration {
             .field("name", &self.name)
             .field("transactional", &self.transactional)
             .field("reversible", &self.down.is_some())
+            .field("noop_down", &self.down_is_noop)
             .finish()
     }
 }
@@ -197,8 +206,9 @@ impl Catalog {
         let mut migrations = Vec::with_capacity(ups.len());
         for (version, (file, name, up)) in ups {
             let directives = directives(&file, &up)?;
-            check_statements(&file, &up)?;
+            check_statements(&file, &up, Emptiness::Refused)?;
             let mut down_transactional = true;
+            let mut down_is_noop = false;
             let down = match downs.remove(&version) {
                 Some((down_file, down_name, down)) => {
                     if down_name != name {
@@ -216,7 +226,7 @@ impl Catalog {
                         });
                     }
                     down_transactional = !directives_of_down(&down_file, &down)?.no_transaction;
-                    check_statements(&down_file, &down)?;
+                    down_is_noop = check_statements(&down_file, &down, Emptiness::NoOp)?;
                     Some(down)
                 }
                 None if directives.irreversible => None,
@@ -240,6 +250,7 @@ impl Catalog {
                 name,
                 up,
                 down,
+                down_is_noop,
                 transactional: !directives.no_transaction,
                 down_transactional,
                 destructive: directives.destructive,
@@ -367,13 +378,26 @@ fn leading_directive_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| l.starts_with(DIRECTIVE_PREFIX))
 }
 
-/// Checks a script has statements and leaves transactions to the engine.
-fn check_statements(file: &str, text: &str) -> Result<(), Error> {
+/// What an empty script (no statement, perhaps comments) means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emptiness {
+    /// An up file must do something.
+    Refused,
+    /// A down file may deliberately do nothing: the up was a data fix or a backfill.
+    NoOp,
+}
+
+/// Checks a script's statements leave transactions to the engine; returns true when it has
+/// none, which only a down file may.
+fn check_statements(file: &str, text: &str, emptiness: Emptiness) -> Result<bool, Error> {
     let statements = split::statements(text).map_err(|e| Error::InvalidCatalog {
         file: file.to_owned(),
         reason: e.to_string(),
     })?;
     if statements.is_empty() {
+        if emptiness == Emptiness::NoOp {
+            return Ok(true);
+        }
         return Err(Error::InvalidCatalog {
             file: file.to_owned(),
             reason: "it has no SQL statement".to_owned(),
@@ -392,7 +416,7 @@ fn check_statements(file: &str, text: &str) -> Result<(), Error> {
             ),
         });
     }
-    Ok(())
+    Ok(false)
 }
 
 /// PostgreSQL cannot receive a NUL byte in a query: refuse it before anything runs, where it is.
@@ -492,6 +516,38 @@ mod tests {
             dangling.contains("gone.sql, which does not exist"),
             "{dangling}"
         );
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_down_is_a_noop_and_an_empty_up_is_refused() {
+        for down in [
+            "",
+            "\n",
+            "-- backfill only, nothing to undo\n",
+            "-- ecomind:no-transaction\n/* nothing */",
+        ] {
+            let catalog = Catalog::from_files([
+                ("V1__fix.sql", "UPDATE t SET x = 1;"),
+                ("V1__fix.down.sql", down),
+            ])
+            .unwrap_or_else(|e| panic!("{down:?}: {e}"));
+            assert!(catalog.get(1).expect("V1").has_noop_down(), "{down:?}");
+        }
+        let real = Catalog::from_files([
+            ("V1__a.sql", "CREATE TABLE a ();"),
+            ("V1__a.down.sql", "DROP TABLE a;"),
+        ])
+        .expect("valid");
+        assert!(!real.get(1).expect("V1").has_noop_down());
+        for up in ["", "-- nothing\n"] {
+            let err = Catalog::from_files([("V1__fix.sql", up), ("V1__fix.down.sql", "")])
+                .expect_err("an empty up is an error")
+                .to_string();
+            assert!(
+                err.contains("V1__fix.sql is invalid: it has no SQL statement"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

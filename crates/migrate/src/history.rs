@@ -26,10 +26,10 @@ CREATE TABLE IF NOT EXISTS ecomind_migration_events (
     version int4 NOT NULL,
     name text NOT NULL,
     direction text NOT NULL CHECK (direction IN ('up', 'down', 'baseline', 'repair')),
-    outcome text NOT NULL CHECK (outcome IN ('applied', 'failed')),
+    outcome text NOT NULL CHECK (outcome IN ('started', 'applied', 'failed')),
     started_at timestamptz NOT NULL,
-    finished_at timestamptz NOT NULL,
-    duration_ms double precision NOT NULL,
+    finished_at timestamptz,
+    duration_ms double precision,
     database_user text NOT NULL DEFAULT current_user,
     os_user text NOT NULL,
     client_host text NOT NULL,
@@ -37,8 +37,21 @@ CREATE TABLE IF NOT EXISTS ecomind_migration_events (
     error text,
     detail text
 );
--- Databases migrated before the event log had this column.
-ALTER TABLE ecomind_migration_events ADD COLUMN IF NOT EXISTS detail text;
+-- Databases migrated before the event log had these columns. A `started` row is written and
+-- committed before a script runs; the row that ends the attempt names it in `attempt`.
+ALTER TABLE ecomind_migration_events
+    ADD COLUMN IF NOT EXISTS detail text,
+    ADD COLUMN IF NOT EXISTS attempt bigint,
+    ADD COLUMN IF NOT EXISTS backend_pid int4,
+    ADD COLUMN IF NOT EXISTS backend_start timestamptz,
+    ADD COLUMN IF NOT EXISTS transactional boolean,
+    ADD COLUMN IF NOT EXISTS statements_total int4,
+    ADD COLUMN IF NOT EXISTS statements_done int4,
+    ALTER COLUMN finished_at DROP NOT NULL,
+    ALTER COLUMN duration_ms DROP NOT NULL,
+    DROP CONSTRAINT IF EXISTS ecomind_migration_events_outcome_check,
+    ADD CONSTRAINT ecomind_migration_events_outcome_check CHECK (outcome IN ('started', 'applied', 'failed'));
+CREATE INDEX IF NOT EXISTS ecomind_migration_events_attempt ON ecomind_migration_events (attempt);
 COMMENT ON TABLE ecomind_migration_events IS 'ecomind-db audit trail: every migration applied, rolled back or failed, by whom and when';
 ";
 
@@ -86,6 +99,9 @@ pub struct AppliedMigration {
     pub applied_on: String,
     /// The checksum recorded when it was applied (refinery's, as a decimal string).
     pub checksum: String,
+    /// `no-op` when the migration's down file has no statement (in [`crate::status`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<&'static str>,
 }
 
 pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
@@ -108,7 +124,7 @@ pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
                 AND to_regclass('ecomind_migration_events') IS NOT NULL \
                 AND EXISTS (SELECT 1 FROM pg_attribute \
                             WHERE attrelid = to_regclass('ecomind_migration_events') \
-                              AND attname = 'detail' AND NOT attisdropped)",
+                              AND attname = 'statements_done' AND NOT attisdropped)",
         )
         .map_err(Error::db("cannot look for the migration history tables"))?;
     Ok(rows
@@ -138,8 +154,240 @@ pub(crate) fn read(client: &mut Client) -> Result<Vec<AppliedMigration>, Error> 
             name: r.get(1),
             applied_on: r.get(2),
             checksum: r.get(3),
+            down: None,
         })
         .collect())
+}
+
+/// The first event-log row of an attempt to run a script: written and committed before the
+/// script runs, so an attempt that never ends (a killed process, a lost connection, a terminated
+/// backend) stays visible with who ran it, from where, and how far it got.
+pub(crate) struct AttemptStart<'a> {
+    pub version: i32,
+    pub name: &'a str,
+    pub direction: &'a str,
+    pub transactional: bool,
+    pub statements: usize,
+}
+
+/// The statement that writes an attempt's `started` row. It names the server backend, so a
+/// reader can tell an attempt still running from one that died, and so the rows that follow
+/// find it with [`this_attempt`].
+pub(crate) fn attempt_start_sql(actor: &Actor, start: &AttemptStart<'_>) -> String {
+    format!(
+        "INSERT INTO ecomind_migration_events \
+         (version, name, direction, outcome, started_at, os_user, client_host, tool_version, \
+          backend_pid, backend_start, transactional, statements_total, statements_done) \
+         SELECT {version}, {name}, {direction}, 'started', clock_timestamp(), {os_user}, {host}, {tool}, \
+                a.pid, a.backend_start, {transactional}, {statements}, 0 \
+         FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()",
+        version = start.version,
+        name = literal(start.name),
+        direction = literal(start.direction),
+        os_user = literal(&actor.os_user),
+        host = literal(&actor.host),
+        tool = literal(&actor.tool_version),
+        transactional = start.transactional,
+        statements = start.statements,
+    )
+}
+
+/// The id of this session's newest `started` row for a version and direction: the attempt
+/// running now. The run holds the migration lock, so no other session writes one meanwhile;
+/// the backend's start time tells this session from an earlier one that had the same pid.
+fn this_attempt(version: i32, direction: &str) -> String {
+    format!(
+        "(SELECT max(s.id) FROM ecomind_migration_events s \
+          JOIN pg_stat_activity a ON a.pid = pg_backend_pid() \
+          WHERE s.outcome = 'started' AND s.backend_pid = a.pid AND s.backend_start = a.backend_start \
+            AND s.version = {version} AND s.direction = {})",
+        literal(direction)
+    )
+}
+
+/// The statement that records how many statements of the running non-transactional attempt
+/// completed.
+pub(crate) fn attempt_progress_sql(version: i32, direction: &str, done: usize) -> String {
+    format!(
+        "UPDATE ecomind_migration_events SET statements_done = {done} WHERE id = {}",
+        this_attempt(version, direction)
+    )
+}
+
+/// An attempt whose `started` row has no end: its process was killed, lost its connection or
+/// had its backend terminated while the script ran (or it is running right now).
+#[derive(Clone, Debug, Serialize)]
+pub struct UnfinishedAttempt {
+    /// The id of its `started` row in the event log.
+    pub id: i64,
+    /// The migration's version.
+    pub version: i32,
+    /// The migration's name.
+    pub name: String,
+    /// `up` (migrate) or `down` (rollback).
+    pub direction: String,
+    /// When it started, by the server's clock (UTC).
+    pub started_at: String,
+    /// The database user.
+    pub database_user: String,
+    /// The operating-system user who ran the tool.
+    pub os_user: String,
+    /// The host the tool ran on.
+    pub client_host: String,
+    /// The tool's version.
+    pub tool_version: String,
+    /// False when the script ran outside a transaction, one statement at a time: what its
+    /// completed statements did stays applied.
+    pub transactional: bool,
+    /// How many statements the script has.
+    pub statements_total: i32,
+    /// How many of them had completed, as far as the event log knows. The next one may have
+    /// completed too, just before the attempt was cut off.
+    pub statements_done: i32,
+    /// True when the backend that runs it is still connected: the attempt is running now.
+    pub running: bool,
+}
+
+impl UnfinishedAttempt {
+    /// True when the attempt left the database half-done: it ran outside a transaction and
+    /// is not running any more.
+    pub fn needs_repair(&self) -> bool {
+        !self.transactional && !self.running
+    }
+}
+
+impl std::fmt::Display for UnfinishedAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "V{} {} ({}) started {} by {}@{} (database user {}, ecomind-db {}), event #{}: ",
+            self.version,
+            self.name,
+            self.direction,
+            self.started_at,
+            self.os_user,
+            self.client_host,
+            self.database_user,
+            self.tool_version,
+            self.id
+        )?;
+        if self.running {
+            return write!(f, "running now");
+        }
+        if self.transactional {
+            return write!(
+                f,
+                "it never finished, but it ran in one transaction, so nothing of it stayed"
+            );
+        }
+        let next = self.statements_done + 1;
+        if self.statements_done == 0 {
+            write!(
+                f,
+                "no statement of {} is known to have completed",
+                self.statements_total
+            )?;
+        } else {
+            write!(
+                f,
+                "statement(s) 1 to {} of {} completed and stay applied",
+                self.statements_done, self.statements_total
+            )?;
+        }
+        if next <= self.statements_total {
+            write!(
+                f,
+                "; statement {next} was running when it stopped and may have completed too"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The attempts that never ended and still matter: the newest attempt of a migration and
+/// direction, when the history shows it did not happen (an `up` not applied, a `down` still
+/// applied). Empty when the event log has no start rows yet.
+pub(crate) fn unfinished(client: &mut Client) -> Result<Vec<UnfinishedAttempt>, Error> {
+    let ready = client
+        .simple_query(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
+                AND EXISTS (SELECT 1 FROM pg_attribute \
+                            WHERE attrelid = to_regclass('ecomind_migration_events') \
+                              AND attname = 'statements_done' AND NOT attisdropped)",
+        )
+        .map_err(Error::db("cannot look for the migration event log"))?;
+    let ready = ready
+        .iter()
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
+    if !ready {
+        return Ok(Vec::new());
+    }
+    unfinished_after_ensure(client)
+}
+
+/// As [`unfinished`], once [`ensure_tables`] has made sure the event log has its columns.
+pub(crate) fn unfinished_after_ensure(
+    client: &mut Client,
+) -> Result<Vec<UnfinishedAttempt>, Error> {
+    let rows = client.simple_query(UNFINISHED).map_err(Error::db(
+        "cannot read the unfinished attempts from the event log",
+    ))?;
+    let mut out = Vec::new();
+    for message in rows {
+        let postgres::SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
+        let number = |i: usize| {
+            row.get(i)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or_default()
+        };
+        out.push(UnfinishedAttempt {
+            id: number(0),
+            version: i32::try_from(number(1)).unwrap_or_default(),
+            name: text(2),
+            direction: text(3),
+            started_at: text(4),
+            database_user: text(5),
+            os_user: text(6),
+            client_host: text(7),
+            tool_version: text(8),
+            transactional: row.get(9) != Some("f"),
+            statements_total: i32::try_from(number(10)).unwrap_or_default(),
+            statements_done: i32::try_from(number(11)).unwrap_or_default(),
+            running: row.get(12) == Some("t"),
+        });
+    }
+    Ok(out)
+}
+
+const UNFINISHED: &str = "\
+SELECT s.id, s.version, s.name, s.direction, \
+       to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+       s.database_user, s.os_user, s.client_host, s.tool_version, \
+       coalesce(s.transactional, true), coalesce(s.statements_total, 0), coalesce(s.statements_done, 0), \
+       EXISTS (SELECT 1 FROM pg_stat_activity a \
+               WHERE a.pid = s.backend_pid AND a.backend_start = s.backend_start) \
+FROM ecomind_migration_events s \
+WHERE s.outcome = 'started' \
+  AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id) \
+  AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events l \
+                  WHERE l.outcome = 'started' AND l.version = s.version \
+                    AND l.direction = s.direction AND l.id > s.id) \
+  AND (s.direction = 'up') = NOT EXISTS (SELECT 1 FROM refinery_schema_history h \
+                                          WHERE h.version = s.version) \
+ORDER BY s.id";
+
+/// Which attempt an event-log row ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// None: the row is an event of its own (a baseline, a repair).
+    None,
+    /// The attempt this session is running at the row's version and direction.
+    Running,
+    /// An earlier attempt, by the id of its `started` row (a repair settling it).
+    Id(i64),
 }
 
 /// One event-log row; the actor comes separately.
@@ -154,6 +402,8 @@ pub(crate) struct EventRow<'a> {
     pub error: Option<&'a str>,
     /// What was done, where the direction alone does not say (a repair).
     pub detail: Option<&'a str>,
+    /// The attempt this row ends, if any.
+    pub attempt: Attempt,
 }
 
 /// The statement that records an applied migration, in the layout refinery writes.
@@ -210,10 +460,10 @@ pub(crate) fn event_sql(actor: &Actor, row: &EventRow<'_>) -> String {
     let elapsed_ms = row.elapsed.as_secs_f64() * 1000.0;
     format!(
         "INSERT INTO ecomind_migration_events \
-         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error, detail) \
+         (version, name, direction, outcome, started_at, finished_at, duration_ms, os_user, client_host, tool_version, error, detail, attempt) \
          VALUES ({version}, {name}, {direction}, {outcome}, \
                  clock_timestamp() - make_interval(secs => {elapsed_secs:.6}), clock_timestamp(), {elapsed_ms:.3}, \
-                 {os_user}, {host}, {tool}, {error}, {detail})",
+                 {os_user}, {host}, {tool}, {error}, {detail}, {attempt})",
         version = row.version,
         name = literal(row.name),
         direction = literal(row.direction),
@@ -224,6 +474,11 @@ pub(crate) fn event_sql(actor: &Actor, row: &EventRow<'_>) -> String {
         tool = literal(&actor.tool_version),
         error = row.error.map_or_else(|| "NULL".to_owned(), literal),
         detail = row.detail.map_or_else(|| "NULL".to_owned(), literal),
+        attempt = match row.attempt {
+            Attempt::None => "NULL".to_owned(),
+            Attempt::Running => this_attempt(row.version, row.direction),
+            Attempt::Id(id) => id.to_string(),
+        },
     )
 }
 

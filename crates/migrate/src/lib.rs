@@ -32,7 +32,7 @@ pub use baseline::{baseline, BaselineOptions, BaselineProgress, BaselineReport, 
 pub use catalog::{Catalog, Migration};
 pub use classify::{classify, StatementKind};
 pub use fingerprint::{diff, fingerprint, Difference, Fingerprint};
-pub use history::{Actor, AppliedMigration, EVENT_TABLE, HISTORY_TABLE};
+pub use history::{Actor, AppliedMigration, UnfinishedAttempt, EVENT_TABLE, HISTORY_TABLE};
 pub use observe::{Direction, Observer, ObserverError, ScriptRun, StatementRun};
 pub use plan::{status, InvalidIndex, Pending, Problem, Status};
 pub use preview::{preview, SqlPreview};
@@ -138,6 +138,20 @@ pub enum Error {
         /// The migrations that were applied or reverted before this one.
         report: Report,
     },
+    /// A non-transactional up or down file failed at its first statement and left nothing
+    /// behind (no completed statement, no invalid index): nothing of it was applied.
+    #[error("{} runs outside a transaction and its first statement failed, so nothing was applied{}: {detail}", script_name(.file, .report.direction), nothing_applied(.report.direction))]
+    NothingApplied {
+        /// The up or down file.
+        file: String,
+        /// The statement, its line and the server's message.
+        detail: String,
+        /// The migrations that were applied or reverted before this one.
+        report: Report,
+    },
+    /// Earlier attempts never finished and left the database half-done; nothing was changed.
+    #[error("{}", describe_unfinished(.0))]
+    UnfinishedAttempts(Vec<UnfinishedAttempt>),
     /// The observer stopped the run at this file.
     #[error("{} was stopped: {detail}", script_name(.file, .report.direction))]
     Observer {
@@ -234,6 +248,7 @@ impl Error {
                 | Error::HalfApplied { .. }
                 | Error::BaselineMismatch { .. }
                 | Error::InvalidIndexes(_)
+                | Error::UnfinishedAttempts(_)
         )
     }
 
@@ -243,6 +258,7 @@ impl Error {
             Error::MigrationFailed { report, .. }
             | Error::Interrupted { report, .. }
             | Error::HalfApplied { report, .. }
+            | Error::NothingApplied { report, .. }
             | Error::Observer { report, .. } => Some(report),
             _ => None,
         }
@@ -307,6 +323,25 @@ fn failed(file: &str, direction: Direction) -> String {
     }
 }
 
+fn nothing_applied(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => "",
+        Direction::Down => " and its migration stays applied",
+    }
+}
+
+fn describe_unfinished(attempts: &[UnfinishedAttempt]) -> String {
+    let mut out = String::from(
+        "an earlier attempt never finished and ran outside a transaction, so the database may be half-done; nothing was changed",
+    );
+    for attempt in attempts {
+        out.push_str("\n  - ");
+        out.push_str(&attempt.to_string());
+    }
+    out.push_str("\nfind out what the completed statements did, undo them by hand or make the file safe to run again (IF NOT EXISTS), then run `ecomind-db repair` to close the attempt and run the command again");
+    out
+}
+
 /// "migration V3__x.sql" or "down file V3__x.down.sql".
 fn script_name(file: &str, direction: Direction) -> String {
     match direction {
@@ -340,7 +375,7 @@ fn describe_problems(problems: &[Problem]) -> String {
 fn describe_invalid(indexes: &[InvalidIndex]) -> String {
     let names: Vec<String> = indexes.iter().map(|i| i.to_string()).collect();
     format!(
-        "the database has invalid indexes left by an interrupted CREATE INDEX CONCURRENTLY: {}; drop them with DROP INDEX CONCURRENTLY, then migrate again",
+        "the database has invalid indexes left by an interrupted CREATE INDEX CONCURRENTLY: {}; run `ecomind-db repair` to drop them, then migrate again",
         names.join(", ")
     )
 }

@@ -52,7 +52,8 @@ pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// would deadlock, and the server would break the deadlock by cancelling the index build, leaving
 /// an invalid index behind. Between polls a waiter is idle and holds no snapshot.
 fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
-    let deadline = Instant::now() + wait;
+    // A wait too long for the clock (the configuration caps it far below) waits forever.
+    let deadline = Instant::now().checked_add(wait);
     loop {
         let taken: bool = client
             .query_one(&take_sql(), &[])
@@ -62,13 +63,14 @@ fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
             return Ok(());
         }
         let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map_or(POLL, |d| d.saturating_duration_since(now));
+        if left.is_zero() {
             return Err(Error::LockTimeout {
                 holder: holder(client),
                 waited_secs: wait.as_secs(),
             });
         }
-        std::thread::sleep(POLL.min(deadline - now));
+        std::thread::sleep(POLL.min(left));
     }
 }
 

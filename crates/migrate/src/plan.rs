@@ -8,7 +8,7 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Migration};
-use crate::history::{self, AppliedMigration};
+use crate::history::{self, AppliedMigration, UnfinishedAttempt};
 use crate::Error;
 
 /// A migration not applied yet.
@@ -18,6 +18,9 @@ pub struct Pending {
     pub version: i32,
     /// The name.
     pub name: String,
+    /// `no-op` when its down file has no statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<&'static str>,
 }
 
 /// A disagreement between the history and the files. Any of them stops `migrate` before it changes anything.
@@ -107,28 +110,45 @@ pub struct Status {
     /// True when this was read from a standby (a server in recovery), which may lag behind
     /// its primary.
     pub standby: bool,
+    /// Attempts that never finished (killed, connection lost) and still matter: the newest
+    /// attempt of a migration whose history shows it did not happen, or one running now.
+    pub unfinished: Vec<UnfinishedAttempt>,
 }
 
 impl Status {
     /// True when something needs a human: divergence or a half-done migration. An index that
     /// is being built right now is not half-done.
     pub fn needs_attention(&self) -> bool {
-        !self.problems.is_empty() || self.invalid_indexes.iter().any(|i| !i.being_built)
+        !self.problems.is_empty()
+            || self.invalid_indexes.iter().any(|i| !i.being_built)
+            || self.unfinished.iter().any(UnfinishedAttempt::needs_repair)
     }
 }
 
 /// Reads where the database stands, without taking the lock or changing anything.
 pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
     let standby = in_recovery(client)?;
-    let applied = history::read(client)?;
+    let mut applied = history::read(client)?;
+    let noop = |version: i32| {
+        catalog
+            .get(version)
+            .filter(|m| m.has_noop_down())
+            .map(|_| crate::apply::NOOP_DOWN)
+    };
+    for a in &mut applied {
+        a.down = noop(a.version);
+    }
     let (pending, problems) = plan(catalog, &applied, false);
     let invalid_indexes = invalid_indexes(client)?;
+    let unfinished = history::unfinished(client)?;
     Ok(Status {
+        unfinished,
         pending: pending
             .iter()
             .map(|m| Pending {
                 version: m.version(),
                 name: m.name().to_owned(),
+                down: noop(m.version()),
             })
             .collect(),
         applied,

@@ -150,6 +150,13 @@ fn render_script(
         if let Some(reset) = reset {
             let _ = writeln!(sql, "{reset}");
         }
+        // The attempt's start row commits on its own first.
+        let _ = writeln!(
+            sql,
+            "{}\n{};\nCOMMIT;",
+            BEGIN.trim(),
+            script.attempt_start_sql(actor, statements.len())
+        );
         let _ = writeln!(sql, "{}", BEGIN.trim());
         for statement in &statements {
             let _ = writeln!(sql, "{};", statement.sql);
@@ -163,15 +170,25 @@ fn render_script(
         if let Some(reset) = reset {
             let _ = writeln!(sql, "{reset}");
         }
-        for statement in &statements {
+        let _ = writeln!(
+            sql,
+            "{};",
+            script.attempt_start_sql(actor, statements.len())
+        );
+        for (index, statement) in statements.iter().enumerate() {
+            let progress = history::attempt_progress_sql(
+                script.migration.version(),
+                script.direction.as_str(),
+                index + 1,
+            );
             if classify(statement.sql).waits_by_design() {
                 let _ = writeln!(
                     sql,
-                    "{NO_LOCK_TIMEOUT};\n{};\n{};",
+                    "{NO_LOCK_TIMEOUT};\n{};\n{};\n{progress};",
                     statement.sql, session.lock_timeout
                 );
             } else {
-                let _ = writeln!(sql, "{};", statement.sql);
+                let _ = writeln!(sql, "{};\n{progress};", statement.sql);
             }
         }
         let _ = writeln!(sql, "BEGIN;");

@@ -9,8 +9,8 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::history::Actor;
 use crate::history::{self, EventRow};
+use crate::history::{Actor, UnfinishedAttempt};
 use crate::plan::{self, InvalidIndex};
 use crate::session::Session;
 use crate::{lock, quote, Error};
@@ -55,6 +55,9 @@ pub struct RepairReport {
     pub still_building: Vec<InvalidIndex>,
     /// The checksum re-recorded, if one was asked for.
     pub accepted_checksum: Option<AcceptedChecksum>,
+    /// Attempts that never finished outside a transaction, now closed in the event log: whoever
+    /// runs repair has dealt with what their completed statements did.
+    pub closed_attempts: Vec<UnfinishedAttempt>,
 }
 
 impl RepairReport {
@@ -63,6 +66,7 @@ impl RepairReport {
         self.dropped_indexes.is_empty()
             && self.still_building.is_empty()
             && self.accepted_checksum.is_none()
+            && self.closed_attempts.is_empty()
     }
 }
 
@@ -90,14 +94,18 @@ fn repair_locked(
         None => None,
     };
     let invalid = plan::invalid_indexes(client)?;
-    if !invalid.is_empty() || accept.is_some() {
+    let unfinished: Vec<UnfinishedAttempt> = history::unfinished(client)?
+        .into_iter()
+        .filter(UnfinishedAttempt::needs_repair)
+        .collect();
+    if !invalid.is_empty() || accept.is_some() || !unfinished.is_empty() {
         history::ensure_tables(client)?;
         Session::establish(client, options.lock_timeout, options.statement_timeout)?;
     }
-    let culprit = if invalid.is_empty() {
-        None
-    } else {
-        Some(last_failed_migration(client)?)
+    let culprit = match (invalid.is_empty(), unfinished.last()) {
+        (true, _) => None,
+        (false, Some(attempt)) => Some((attempt.version, attempt.name.clone())),
+        (false, None) => Some(last_failed_migration(client)?),
     };
     for index in invalid {
         if index.being_built {
@@ -125,8 +133,24 @@ fn repair_locked(
             &name,
             started.elapsed(),
             &what,
+            history::Attempt::None,
         )?;
         report.dropped_indexes.push(index);
+    }
+    for attempt in unfinished {
+        let what = format!(
+            "closed the unfinished attempt {attempt}; what its completed statements did stays as it is"
+        );
+        log_repair(
+            client,
+            options.actor,
+            attempt.version,
+            &attempt.name,
+            Duration::ZERO,
+            &what,
+            history::Attempt::Id(attempt.id),
+        )?;
+        report.closed_attempts.push(attempt);
     }
     if let Some(accepted) = accept {
         let started = std::time::Instant::now();
@@ -155,6 +179,7 @@ fn repair_locked(
             &accepted.name,
             started.elapsed(),
             &what,
+            history::Attempt::None,
         )?;
         tx.commit()
             .map_err(Error::db("cannot commit the checksum repair"))?;
@@ -217,6 +242,7 @@ fn log_repair(
     name: &str,
     elapsed: Duration,
     what: &str,
+    attempt: history::Attempt,
 ) -> Result<(), Error> {
     history::record_event(
         conn,
@@ -229,6 +255,7 @@ fn log_repair(
             elapsed,
             error: None,
             detail: Some(what),
+            attempt,
         },
     )
 }

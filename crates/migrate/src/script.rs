@@ -44,6 +44,20 @@ impl Script<'_> {
         }
     }
 
+    /// The `started` event-log row of an attempt to run this script.
+    pub(crate) fn attempt_start_sql(&self, actor: &Actor, statements: usize) -> String {
+        history::attempt_start_sql(
+            actor,
+            &history::AttemptStart {
+                version: self.migration.version(),
+                name: self.migration.name(),
+                direction: self.direction.as_str(),
+                transactional: self.is_transactional(),
+                statements,
+            },
+        )
+    }
+
     /// What the observer is told about this script.
     pub fn run_info(&self) -> ScriptRun<'_> {
         ScriptRun {
@@ -107,6 +121,7 @@ impl Script<'_> {
                 elapsed,
                 error: None,
                 detail: None,
+                attempt: history::Attempt::Running,
             },
         );
         match self.direction {
@@ -148,6 +163,8 @@ pub(crate) enum Failure {
         detail: String,
         state: String,
     },
+    /// A non-transactional script's first statement failed and left nothing behind.
+    NothingApplied(String),
     Observer(String),
 }
 
@@ -215,23 +232,28 @@ impl Runner<'_> {
 
     fn run_in_transaction(&self, client: &mut Client, script: &Script<'_>) -> Result<(), Failure> {
         let statements = script.statements()?;
-        if statements.is_empty() {
-            return Err(Failure::Engine(Error::InvalidCatalog {
-                file: script.file_name(),
-                reason: "it has no SQL statement".to_owned(),
-            }));
-        }
         let started = Instant::now();
         let touched = statements.iter().any(|s| classify(s.sql).session_change);
         let reset = self.session.take_reset().unwrap_or_default();
         let total = statements.len();
+        // The attempt's start row commits on its own before the script's transaction begins,
+        // in the round trip that begins it: a killed run stays visible in the event log.
+        let start = format!(
+            "{reset}{BEGIN}{}; COMMIT; {BEGIN}",
+            script.attempt_start_sql(self.actor, total)
+        );
+        if statements.is_empty() {
+            // An empty down file: an explicit no-op that only removes the history row.
+            client
+                .batch_execute(&start)
+                .map_err(Error::db("cannot begin the no-op down"))?;
+        }
         // Each statement is its own round trip so a failure names its statement; the
         // transaction spans them all, and the history and event rows commit with it.
         for (index, statement) in statements.iter().enumerate() {
             let (sent, prefix_chars) = if index == 0 {
-                let prefix = format!("{reset}{BEGIN}");
-                let chars = prefix.chars().count();
-                (Cow::Owned(prefix + statement.sql), chars)
+                let chars = start.chars().count();
+                (Cow::Owned(format!("{start}{}", statement.sql)), chars)
             } else {
                 (Cow::Borrowed(statement.sql), 0)
             };
@@ -301,11 +323,18 @@ impl Runner<'_> {
         if !left_over.is_empty() {
             return Err(Failure::Engine(Error::InvalidIndexes(left_over)));
         }
-        if let Some(reset) = self.session.take_reset() {
-            client
-                .batch_execute(reset)
-                .map_err(Error::db("cannot set up the migration session"))?;
-        }
+        // The attempt's start row commits before the first statement runs (with the session
+        // reset, in one round trip), and each completed statement is counted on it, so a run
+        // cut off between statements leaves a record of how far it got.
+        let reset = self.session.take_reset().unwrap_or_default();
+        client
+            .batch_execute(&format!(
+                "{reset}{}",
+                script.attempt_start_sql(self.actor, statements.len())
+            ))
+            .map_err(Error::db(
+                "cannot set up the migration session and record the attempt's start",
+            ))?;
         let touched = statements.iter().any(|s| classify(s.sql).session_change);
         // Even a failed script may have changed the session before it failed.
         self.session.set_dirty(touched);
@@ -323,8 +352,15 @@ impl Runner<'_> {
                     client.batch_execute(NO_LOCK_TIMEOUT)?;
                 }
                 client.batch_execute(statement.sql)?;
+                let progress = history::attempt_progress_sql(
+                    script.migration.version(),
+                    script.direction.as_str(),
+                    index + 1,
+                );
                 if concurrent {
-                    client.batch_execute(&self.session.lock_timeout)?;
+                    client.batch_execute(&format!("{}; {progress}", self.session.lock_timeout))?;
+                } else {
+                    client.batch_execute(&progress)?;
                 }
                 Ok::<(), postgres::Error>(())
             })()
@@ -341,8 +377,11 @@ impl Runner<'_> {
                 };
                 let detail = describe(index, total, statement, &e);
                 let left = invalid_indexes(client).unwrap_or_default();
-                let state = half_done_state(completed, total, &left, script.direction);
                 record_failure(client, script, self.actor, started.elapsed(), &detail);
+                if completed == 0 && left.iter().all(|i| i.being_built) {
+                    return Err(Failure::NothingApplied(detail));
+                }
+                let state = half_done_state(completed, total, &left, script.direction);
                 return Err(Failure::HalfApplied { detail, state });
             }
         }
@@ -440,6 +479,7 @@ fn record_event(
             elapsed,
             error: Some(detail),
             detail: what,
+            attempt: history::Attempt::Running,
         },
     );
 }

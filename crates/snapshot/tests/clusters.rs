@@ -9,7 +9,8 @@ use ecomind_snapshot::{
     Auth, Binaries, Cluster, ClusterOptions, Error, Listen, Sandbox, SecretString,
 };
 
-/// Set in the environment of the child process that `sandbox_is_removed_when_its_process_is_killed` starts.
+/// Set in the environment of the child process that `sandbox_is_removed_when_its_process_is_killed` starts,
+/// which then holds a sandbox until killed instead of testing.
 const HOLDER_ENV: &str = "ECOMIND_SNAPSHOT_TEST_HOLDER";
 
 /// The binaries under test: `ECOMIND_DB_BIN_DIR` when set (CI's other major versions), else the search.
@@ -124,31 +125,17 @@ fn sandbox_accepts_connections_and_is_gone_after_drop() {
     assert!(!alive(pid), "server {pid} still running");
 }
 
-/// Not a test on its own: `sandbox_is_removed_when_its_process_is_killed` runs this test
-/// binary again with only this test and `HOLDER_ENV` set, and kills it while it holds a sandbox.
-#[test]
-fn child_process_holding_a_sandbox() {
-    if std::env::var_os(HOLDER_ENV).is_none() {
-        return;
-    }
-    let binaries = binaries();
-    let sandbox = Sandbox::start(&throwaway(&binaries)).expect("sandbox");
-    println!("sandbox-root={}", sandbox.cluster().root().display());
-    println!(
-        "server-pid={}",
-        sandbox.cluster().server_pid().expect("server pid")
-    );
-    // Block until the parent kills this process.
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
-}
-
+/// The test runs this test binary again, with only itself selected and `HOLDER_ENV` set: that
+/// child holds a sandbox until it is killed with SIGKILL, and the sandbox must go all the same.
 #[test]
 fn sandbox_is_removed_when_its_process_is_killed() {
+    if std::env::var_os(HOLDER_ENV).is_some() {
+        hold_a_sandbox_until_killed();
+    }
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "child_process_holding_a_sandbox",
+            "sandbox_is_removed_when_its_process_is_killed",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -179,6 +166,21 @@ fn sandbox_is_removed_when_its_process_is_killed() {
     child.wait().expect("reap the child");
     wait_until("the orphaned server has stopped", || !alive(pid));
     wait_until("the orphaned sandbox folder is removed", || !root.exists());
+}
+
+/// The child's side of `sandbox_is_removed_when_its_process_is_killed`: starts a sandbox, says
+/// where it is, and blocks until the parent kills this process.
+fn hold_a_sandbox_until_killed() -> ! {
+    let binaries = binaries();
+    let sandbox = Sandbox::start(&throwaway(&binaries)).expect("sandbox");
+    println!("sandbox-root={}", sandbox.cluster().root().display());
+    println!(
+        "server-pid={}",
+        sandbox.cluster().server_pid().expect("server pid")
+    );
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    panic!("the parent closed stdin instead of killing this process");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
+use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox, SecretString};
 
 /// The sandbox cluster of this test process: trust authentication, unix socket only, not
 /// durable. Started on first use; stopped and removed when the process exits, however it exits.
@@ -19,22 +19,49 @@ use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
 /// Panics with the reason when PostgreSQL cannot be found or started: tests cannot run without it.
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| {
-        let binaries =
-            Binaries::from_env().unwrap_or_else(|e| panic!("ecomind-testkit: {}", chain(&e)));
-        let opts = ClusterOptions {
-            binaries: &binaries,
-            listen: Listen::Socket,
-            auth: Auth::Trust,
-            durable: false,
-            settings: &[],
-        };
-        Sandbox::start(&opts).unwrap_or_else(|e| {
-            panic!(
-                "ecomind-testkit: could not start the sandbox cluster: {}",
-                chain(&e)
-            )
-        })
+    SANDBOX.get_or_init(|| start(Listen::Socket, Auth::Trust))
+}
+
+/// The password sandbox of this test process, beside [`sandbox`]: scram-sha-256 for every
+/// connection, with `password` for the superuser, TCP on 127.0.0.1 (a free port) besides the unix
+/// socket; [`TestDb::client`] and [`TestDb::config`] carry the password. Started on first use with
+/// the first `password` given; every later call must give the same one.
+///
+/// Panics with the reason when PostgreSQL cannot be found or started, or when `password`
+/// differs from the first call's.
+pub fn password_sandbox(password: &str) -> &'static Sandbox {
+    static SANDBOX: OnceLock<(String, Sandbox)> = OnceLock::new();
+    let (first, sandbox) = SANDBOX.get_or_init(|| {
+        (
+            password.to_owned(),
+            start(
+                Listen::Tcp { port: 0 },
+                Auth::Password(SecretString::from(password)),
+            ),
+        )
+    });
+    assert!(
+        first == password,
+        "ecomind-testkit: the password sandbox was started with another password"
+    );
+    sandbox
+}
+
+fn start(listen: Listen, auth: Auth) -> Sandbox {
+    let binaries =
+        Binaries::from_env().unwrap_or_else(|e| panic!("ecomind-testkit: {}", chain(&e)));
+    let opts = ClusterOptions {
+        binaries: &binaries,
+        listen,
+        auth,
+        durable: false,
+        settings: &[],
+    };
+    Sandbox::start(&opts).unwrap_or_else(|e| {
+        panic!(
+            "ecomind-testkit: could not start the sandbox cluster: {}",
+            chain(&e)
+        )
     })
 }
 
@@ -43,16 +70,23 @@ pub fn sandbox() -> &'static Sandbox {
 #[derive(Debug)]
 pub struct TestDb {
     name: String,
+    sandbox: &'static Sandbox,
 }
 
 /// Creates a fresh, empty database with a unique name (`test_<pid>_<counter>`).
 ///
 /// Panics with the reason when the sandbox or the database cannot be created.
 pub fn database() -> TestDb {
+    database_in(sandbox())
+}
+
+/// Creates a fresh, empty database in `sandbox` (for instance [`password_sandbox`]'s), as
+/// [`database`] does in the process's trust sandbox.
+pub fn database_in(sandbox: &'static Sandbox) -> TestDb {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let number = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("test_{}_{number}", std::process::id());
-    sandbox()
+    sandbox
         .cluster()
         .ensure_database(&name)
         .unwrap_or_else(|e| {
@@ -61,7 +95,7 @@ pub fn database() -> TestDb {
                 chain(&e)
             )
         });
-    TestDb { name }
+    TestDb { name, sandbox }
 }
 
 impl TestDb {
@@ -70,14 +104,19 @@ impl TestDb {
         &self.name
     }
 
+    /// The sandbox this database lives in.
+    pub fn sandbox(&self) -> &'static Sandbox {
+        self.sandbox
+    }
+
     /// A libpq key/value connection string for this database (no password: trust auth).
     pub fn conninfo(&self) -> String {
-        sandbox().cluster().conninfo(&self.name)
+        self.sandbox.cluster().conninfo(&self.name)
     }
 
     /// A `postgres` crate configuration for this database.
     pub fn config(&self) -> postgres::Config {
-        sandbox().cluster().client_config(&self.name)
+        self.sandbox.cluster().client_config(&self.name)
     }
 
     /// A new connection to this database as the superuser. Panics if connecting fails.
@@ -93,7 +132,7 @@ impl TestDb {
 
     /// `PGHOST`, `PGPORT`, `PGUSER` and `PGDATABASE` pairs that point a spawned program at this database.
     pub fn pg_env(&self) -> Vec<(String, String)> {
-        let cluster = sandbox().cluster();
+        let cluster = self.sandbox.cluster();
         vec![
             (
                 "PGHOST".to_owned(),
@@ -121,7 +160,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Best effort: the whole sandbox goes away with the process anyway.
-        if let Ok(mut client) = sandbox().cluster().connect("postgres") {
+        if let Ok(mut client) = self.sandbox.cluster().connect("postgres") {
             let _ = client.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.name

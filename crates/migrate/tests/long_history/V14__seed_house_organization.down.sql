@@ -1,0 +1,1 @@
+-- Nothing to undo: the row is data, and later data may refer to it.

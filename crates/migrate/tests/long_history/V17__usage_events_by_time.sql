@@ -1,0 +1,1 @@
+CREATE INDEX usage_events_ts ON usage_events (ts DESC);

@@ -1,0 +1,2 @@
+DROP EXTENSION pg_trgm;
+DROP EXTENSION ltree;

@@ -1,0 +1,1 @@
+ALTER TABLE categories ADD CONSTRAINT categories_org_path UNIQUE (org_id, path);

@@ -1,0 +1,1 @@
+ALTER TYPE user_role ADD VALUE IF NOT EXISTS 'owner' AFTER 'admin';

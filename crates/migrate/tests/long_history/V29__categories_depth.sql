@@ -1,0 +1,1 @@
+ALTER TABLE categories ADD COLUMN depth integer GENERATED ALWAYS AS (nlevel(path)) STORED;

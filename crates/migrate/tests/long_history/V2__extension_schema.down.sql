@@ -1,0 +1,3 @@
+DROP EXTENSION pgcrypto;
+DROP EXTENSION citext;
+DROP SCHEMA extensions;
