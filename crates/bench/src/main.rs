@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
 
+mod dry_run;
+
 const NOOP_RUNS: usize = 30;
 const APPLY_RUNS: usize = 5;
 const GENERATED: usize = 500;
@@ -131,11 +133,13 @@ fn run() -> Result<(), String> {
         "psql -X -1 -f (same downs)",
         1.2,
     );
+    println!();
+    dry_run::run(&bench, cluster, &binaries)?;
     Ok(())
 }
 
-struct Bench {
-    ecomind_db: PathBuf,
+pub(crate) struct Bench {
+    pub(crate) ecomind_db: PathBuf,
     psql: PathBuf,
     socket_dir: PathBuf,
     port: u16,
@@ -143,7 +147,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn command(&self, program: &Path, dbname: &str) -> Command {
+    pub(crate) fn command(&self, program: &Path, dbname: &str) -> Command {
         let mut cmd = Command::new(program);
         for var in ["DATABASE_URL", "PGPASSWORD", "PGSERVICE", "PGOPTIONS"] {
             cmd.env_remove(var);
@@ -179,7 +183,7 @@ impl Bench {
     }
 }
 
-fn timed(mut cmd: Command, what: &str) -> Result<Duration, String> {
+pub(crate) fn timed(mut cmd: Command, what: &str) -> Result<Duration, String> {
     let started = Instant::now();
     let output = cmd
         .output()
@@ -196,7 +200,7 @@ fn timed(mut cmd: Command, what: &str) -> Result<Duration, String> {
 }
 
 /// A folder removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -205,7 +209,11 @@ impl Drop for TempDir {
 }
 
 fn tempdir_for_migrations() -> Result<TempDir, String> {
-    let dir = std::env::temp_dir().join(format!("ecomind-bench-{}", std::process::id()));
+    tempdir("migrations")
+}
+
+pub(crate) fn tempdir(what: &str) -> Result<TempDir, String> {
+    let dir = std::env::temp_dir().join(format!("ecomind-bench-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(TempDir(dir))
 }

@@ -27,6 +27,23 @@ macro_rules! examples {
 
 const EXIT_CODES: &str = exit_codes!();
 
+const DRY_RUN_HELP: &str = "\
+The environment supplies only its policy (lock_wait, lock_timeout, statement_timeout): a dry run
+never reads its credentials or connects to its server. Restored clusters are cached as templates
+in $XDG_CACHE_HOME/ecomind-db (else ~/.cache/ecomind-db); the cache holds production data.
+
+Exit codes:
+  0  pass
+  1  error, or a migration failed
+  2  usage error
+  4  possible data loss not declared with `-- ecomind:destructive`, a failed rollback rehearsal,
+     drift after the run, or divergence between the snapshot's history and the files
+
+Examples:
+  ecomind-db dry-run --env prod --snapshot prod-2026-11-20.dump --report dry-run.md
+  ecomind-db dry-run --env prod --snapshot prod.sql.gz --no-rollback --json
+  ecomind-db dry-run --prune-cache";
+
 /// Versioned, locked, audited PostgreSQL migrations for EcoMind.
 #[derive(Debug, Parser)]
 #[command(name = "ecomind-db", version, about, after_help = EXIT_CODES)]
@@ -67,6 +84,9 @@ pub enum Command {
     /// Show or check environment settings, without connecting.
     #[command(after_help = examples!("ecomind-db config show --env prod", "ecomind-db config check --all"))]
     Config(ConfigArgs),
+    /// Restore a pg_dump snapshot into a throwaway cluster and rehearse the pending migrations on it: timings, locks, row counts, rollback; exit 4 on possible data loss or a failed rollback.
+    #[command(name = "dry-run", after_help = DRY_RUN_HELP)]
+    DryRun(DryRunArgs),
     /// Manage the local dev cluster the tool runs for `--env dev`.
     #[command(name = "dev-db", after_help = examples!("ecomind-db dev-db start", "ecomind-db dev-db destroy"))]
     DevDb(DevDbArgs),
@@ -354,4 +374,53 @@ pub enum Shell {
     Zsh,
     /// fish.
     Fish,
+}
+
+/// `dry-run`.
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// The environment whose policy applies (its credentials are never read).
+    #[arg(
+        long,
+        short = 'e',
+        env = "ECOMIND_DB_ENV",
+        required_unless_present = "prune_cache"
+    )]
+    pub env: Option<String>,
+
+    /// Folder with the environment files (default: $ECOMIND_DB_ENVIRONMENTS, else ./environments searched upward, else the copies built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub environments: Option<PathBuf>,
+
+    /// The pg_dump output to restore: custom (-Fc), directory (-Fd), tar (-Ft) or plain SQL, optionally gzipped.
+    #[arg(long, value_name = "FILE", required_unless_present = "prune_cache")]
+    pub snapshot: Option<PathBuf>,
+
+    /// Where the migrations come from.
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Skip the rollback rehearsal (downs back to the snapshot's version, then up again).
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    /// Restore from the dump without the template cache, and keep nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Remove every cached template, and do nothing else.
+    #[arg(long, conflicts_with_all = ["snapshot", "no_cache", "no_rollback", "report", "baseline"])]
+    pub prune_cache: bool,
+
+    /// How many templates the cache keeps (the least recently used go first).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub keep_templates: u16,
+
+    /// For a snapshot without migration history: rehearse `baseline --version V` (default 1) first.
+    #[arg(long, value_name = "V", num_args = 0..=1, default_missing_value = "1")]
+    pub baseline: Option<i32>,
+
+    /// Also write the report as Markdown to this file, for a change request.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
 }

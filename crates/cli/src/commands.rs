@@ -26,7 +26,7 @@ mod embedded {
 }
 
 /// The migrations: from `--migrations DIR`, else the copies built into the binary.
-fn catalog(source: &Source) -> Result<Catalog> {
+pub(crate) fn catalog(source: &Source) -> Result<Catalog> {
     match &source.migrations {
         Some(dir) => Catalog::load_dir(dir)
             .with_context(|| format!("the migrations in {} are not usable", dir.display())),
@@ -614,7 +614,7 @@ fn version_label(head: Option<i32>) -> String {
 }
 
 /// Who runs this, for the event log.
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     Actor::of_this_process(format!("ecomind-db {}", env!("CARGO_PKG_VERSION")))
 }
 

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod connect;
+mod dry_run;
 mod output;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Status(a) => commands::status(a, &out),
         Command::Wait(a) => commands::wait(a, &out),
         Command::Config(a) => commands::config(a, &out),
+        Command::DryRun(a) => dry_run::command(a, &out),
         Command::DevDb(a) => commands::dev_db(a, &out),
         Command::New(a) => commands::new(a, &out),
         Command::Lint(a) => commands::lint(a, &out),
@@ -72,6 +74,9 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
         cause
             .downcast_ref::<ecomind_migrate::Error>()
             .is_some_and(ecomind_migrate::Error::needs_attention)
+            || cause
+                .downcast_ref::<ecomind_dryrun::Error>()
+                .is_some_and(ecomind_dryrun::Error::needs_attention)
     });
     if attention {
         exit::ATTENTION

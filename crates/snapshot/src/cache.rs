@@ -20,6 +20,8 @@ use crate::Error;
 
 /// Prefix of entries being written; removed when their writer is gone.
 const PARTIAL: &str = ".partial-";
+/// Prefix of empty clusters (initdb's output, no data), which do not count as templates.
+pub(crate) const EMPTY: &str = "initdb-";
 /// The file in an entry that describes it.
 const META: &str = "template.txt";
 
@@ -124,7 +126,9 @@ impl TemplateCache {
             return Ok(method);
         }
         drop(leftovers);
-        self.prune_to(self.keep);
+        if !key.starts_with(EMPTY) {
+            self.prune_to(self.keep);
+        }
         Ok(method)
     }
 
@@ -132,30 +136,36 @@ impl TemplateCache {
     pub fn prune(&self) -> Result<Pruned, Error> {
         self.sweep_partials();
         let mut pruned = Pruned::default();
-        for (entry, _) in self.entries() {
+        for (entry, _) in self.entries(true) {
+            let empty = entry
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(EMPTY));
             pruned.bytes += tree_size(&entry);
             fs::remove_dir_all(&entry).map_err(|e| Error::io("remove", &entry, e))?;
-            pruned.templates += 1;
+            if !empty {
+                pruned.templates += 1;
+            }
         }
         Ok(pruned)
     }
 
     /// Keeps the `keep` most recently used templates and removes the others.
     fn prune_to(&self, keep: usize) {
-        let mut entries = self.entries();
+        let mut entries = self.entries(false);
         entries.sort_by_key(|(_, used)| std::cmp::Reverse(*used));
         for (entry, _) in entries.into_iter().skip(keep) {
             let _ = fs::remove_dir_all(entry);
         }
     }
 
-    /// Templates with their last use.
-    fn entries(&self) -> Vec<(PathBuf, SystemTime)> {
+    /// Templates with their last use; with `empty`, the empty clusters too.
+    fn entries(&self, empty: bool) -> Vec<(PathBuf, SystemTime)> {
         let Ok(read) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         read.filter_map(Result::ok)
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| empty || !e.file_name().to_string_lossy().starts_with(EMPTY))
             .filter_map(|e| {
                 let used = fs::metadata(e.path().join(META))
                     .and_then(|m| m.modified())
@@ -190,22 +200,27 @@ impl TemplateCache {
 }
 
 /// Copies a stopped cluster's folder, keeping owners and modes: a reflink copy where the file
-/// system allows it, else a plain one. Never hard links.
+/// system allows it, else a plain one. Never hard links. Whether reflinks work is probed with
+/// one small file first: `cp --reflink=always` on a tree where they do not would otherwise try,
+/// and fail, file by file.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<CopyMethod, Error> {
-    let cp = |reflink: bool| {
+    let cp = |reflink: bool, from: &Path, to: &Path| {
         let mut tool = Tool::client("cp", Path::new("/bin/cp"), Path::new("/")).arg("-a");
         if reflink {
             tool = tool.arg("--reflink=always");
         }
         tool.arg("--").arg(from).arg(to).run()
     };
-    if cp(true).is_ok() {
+    let probe_to = to.with_extension("reflink-probe");
+    let reflink = cp(true, &from.join("PG_VERSION"), &probe_to).is_ok();
+    let _ = fs::remove_file(&probe_to);
+    if reflink && cp(true, from, to).is_ok() {
         return Ok(CopyMethod::Reflink);
     }
     if to.exists() {
         fs::remove_dir_all(to).map_err(|e| Error::io("remove", to, e))?;
     }
-    cp(false)?;
+    cp(false, from, to)?;
     Ok(CopyMethod::Copy)
 }
 

@@ -393,7 +393,7 @@ impl Cluster {
 
     /// Runs initdb into a scratch folder and renames it into place, so a crash never
     /// leaves a half-made data folder where a finished one is expected.
-    fn initdb(&self, opts: &ClusterOptions, run_as: &RunAs) -> Result<(), Error> {
+    pub(crate) fn initdb(&self, opts: &ClusterOptions, run_as: &RunAs) -> Result<(), Error> {
         let scratch = self.root.join("data.init");
         remove_tree(&scratch)?;
         let mut tool = Tool::new("initdb", &opts.binaries.required("initdb"), &self.root)?

@@ -156,7 +156,13 @@ pub fn restore(
         checksum = Some(sum);
         cache_key = Some(key);
     }
-    let mut sandbox = Sandbox::start(&cluster_options)?;
+    let mut sandbox = match opts.cache {
+        // initdb takes seconds; a copy of the empty cluster it made last time takes a fraction.
+        Some(cache) => Sandbox::start_from(&cluster_options, &mut |data| {
+            empty_cluster(cache, &cluster_options, data)
+        })?,
+        None => Sandbox::start(&cluster_options)?,
+    };
     let cluster = sandbox.cluster().clone();
     create_database(&cluster, &database)?;
     load(opts, &cluster, &client, &database, on_progress)?;
@@ -197,6 +203,25 @@ pub fn restore(
         cache_key,
         checksum,
     })
+}
+
+/// Fills `data` with an empty cluster: a copy of the cached one of this server version, or
+/// initdb's output, which is then cached (it holds no data).
+fn empty_cluster(cache: &TemplateCache, opts: &ClusterOptions, data: &Path) -> Result<(), Error> {
+    let version = opts.binaries.version();
+    let hash = version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let key = format!("{}pg{}-{hash:016x}", cache::EMPTY, opts.binaries.major());
+    if let Some(template) = cache.lookup(&key) {
+        cache::copy_tree(&template, data)?;
+        return Ok(());
+    }
+    let root = data.parent().unwrap_or(data);
+    Cluster::open(root).initdb(opts, &crate::os::run_as()?)?;
+    let description = format!("an empty cluster made by initdb of {version}\n");
+    cache.store(&key, data, &description)?;
+    Ok(())
 }
 
 /// What distinguishes restores of one dump on one major: the tool and its options.
