@@ -26,6 +26,9 @@ tasks:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Forwarded commands run where the user stands, so relative paths (`--snapshot FILE`,
+    // `--migrations DIR`) mean what they typed; the tasks of xtask itself run in the root.
+    let invoked_from = std::env::current_dir().ok();
     let root = match repo_root() {
         Ok(root) => root,
         Err(e) => {
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
             println!("majors: {} passed, {} failed", tally.passed, tally.failed);
             result
         }
-        Some(_) => return forward(&args),
+        Some(_) => return forward(&root, invoked_from.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,17 +103,16 @@ fn is_root(dir: &Path) -> bool {
 }
 
 /// Runs `ecomind-db <args>` built from this checkout, passing its exit code through.
-fn forward(args: &[String]) -> ExitCode {
-    let status = Command::new(cargo())
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "ecomind-db",
-            "--bin",
-            "ecomind-db",
-            "--",
-        ])
+fn forward(root: &Path, invoked_from: Option<&Path>, args: &[String]) -> ExitCode {
+    let mut cmd = Command::new(cargo());
+    if let Some(dir) = invoked_from {
+        cmd.current_dir(dir);
+    }
+    let manifest = root.join("Cargo.toml");
+    let status = cmd
+        .args(["run", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--package", "ecomind-db", "--bin", "ecomind-db", "--"])
         .args(args)
         .status();
     match status {

@@ -33,14 +33,14 @@ fn migrations() -> PathBuf {
 
 /// The snapshot source: V1 applied by `ecomind-db migrate`, with rows in every table, dumped
 /// in every format into the sandbox's folder (removed with it when the process ends).
-struct Snapshots {
+pub(super) struct Snapshots {
     _sandbox: Sandbox,
-    files: Vec<(&'static str, PathBuf)>,
+    pub(super) files: Vec<(&'static str, PathBuf)>,
     /// A database with V1's schema and data but no history, dumped in custom format.
     without_history: PathBuf,
 }
 
-fn snapshots() -> &'static Snapshots {
+pub(super) fn snapshots() -> &'static Snapshots {
     static SNAPSHOTS: OnceLock<Snapshots> = OnceLock::new();
     SNAPSHOTS.get_or_init(|| {
         let binaries = full_binaries();

@@ -13,11 +13,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_ecomind-db");
 struct Ctx<'a> {
     db: Option<&'a TestDb>,
     dir: &'a Path,
+    /// More values to mask, with their names (a dump's path, the server's version).
+    known: Vec<(String, &'static str)>,
 }
 
 impl<'a> Ctx<'a> {
     fn new(db: Option<&'a TestDb>, dir: &'a Path) -> Ctx<'a> {
-        Ctx { db, dir }
+        Ctx {
+            db,
+            dir,
+            known: vec![],
+        }
     }
 
     fn output(&self, args: &[&str]) -> Output {
@@ -71,7 +77,7 @@ impl<'a> Ctx<'a> {
     /// `out` with what varies between runs masked.
     fn masked(&self, out: &str) -> String {
         let mut text = out.to_owned();
-        let mut known: Vec<(String, &str)> = vec![];
+        let mut known: Vec<(String, &str)> = self.known.clone();
         if let Some(db) = self.db {
             let env = db.pg_env();
             // The database name first: it may contain the port's digits.
@@ -101,8 +107,24 @@ impl<'a> Ctx<'a> {
         for (value, name) in known {
             text = text.replace(&value, name);
         }
-        mask_json_times(&mask_durations(&mask_timestamps(&text)))
+        mask_json_times(&mask_durations(&mask_timestamps(&mask_toast(&text))))
     }
+}
+
+/// `pg_toast_16539` (an object id) becomes `pg_toast_[oid]`.
+fn mask_toast(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split("pg_toast_");
+    out.push_str(parts.next().unwrap_or_default());
+    for part in parts {
+        let digits = part
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(part.len());
+        out.push_str("pg_toast_");
+        out.push_str(if digits > 0 { "[oid]" } else { "" });
+        out.push_str(&part[digits..]);
+    }
+    out
 }
 
 /// `2026-12-02 07:42:45.123456+00` and `2026-12-02T07:42:45Z` forms become `[time]`.
@@ -152,35 +174,54 @@ fn is_date_at(b: &[u8], i: usize) -> bool {
         && d(9)
 }
 
-/// A run's measured durations become `[duration]`: `(12 ms` in a report line and `waited 0.3s`;
-/// configured durations (`10s`, `100 ms` in a comment) are left as they are.
+/// A run's measured durations become `[duration]`: `(12 ms` in a report line, `waited 0.3s`, and
+/// dry-run's `for 14 ms`, `in 4.93 s`; configured durations (`10s`, `100 ms` in a comment) are left
+/// as they are. A dump's size (`, 28.4 kB`) becomes `[size]`.
 fn mask_durations(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     loop {
-        let next = [("(", " ms"), ("waited ", "s")]
-            .iter()
-            .filter_map(|(before, unit)| {
-                let mut from = 0;
-                while let Some(at) = rest[from..].find(before) {
-                    let start = from + at + before.len();
-                    let digits = rest[start..]
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                        .unwrap_or(rest.len() - start);
-                    if digits > 0 && rest[start + digits..].starts_with(unit) {
-                        return Some((start, start + digits + unit.len()));
-                    }
-                    from = start;
+        let next = [
+            ("(", " ms"),
+            ("waited ", "s"),
+            ("  ", " ms,"),
+            ("for ", " ms"),
+            ("in ", " ms"),
+            ("in ", " s "),
+            (", ", " kB"),
+        ]
+        .iter()
+        .filter_map(|(before, unit)| {
+            let mut from = 0;
+            while let Some(at) = rest[from..].find(before) {
+                let start = from + at + before.len();
+                let digits = rest[start..]
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(rest.len() - start);
+                if digits > 0 && rest[start + digits..].starts_with(unit) {
+                    return Some((start, start + digits + unit.len()));
                 }
-                None
-            })
-            .min();
+                from = start;
+            }
+            None
+        })
+        .min();
         let Some((start, end)) = next else {
             out.push_str(rest);
             return out;
         };
         out.push_str(&rest[..start]);
-        out.push_str("[duration]");
+        let matched = &rest[start..end];
+        out.push_str(if matched.contains("kB") {
+            "[size]"
+        } else {
+            "[duration]"
+        });
+        // The punctuation the pattern matched after the unit stays.
+        let unit_end = matched
+            .rfind(|c: char| c.is_alphabetic())
+            .map_or(matched.len(), |i| i + 1);
+        out.push_str(&matched[unit_end..]);
         rest = &rest[end..];
     }
 }
@@ -198,6 +239,9 @@ fn mask_json_times(text: &str) -> String {
                 return line.to_owned();
             };
             let varies = key.ends_with("_ms")
+                || key == "seconds"
+                || key == "archive_version"
+                || key == "bytes"
                 || key.ends_with("_seconds")
                 || key.ends_with("_secs")
                 || key == "pid"
@@ -422,4 +466,46 @@ fn offline_commands_print_what_was_reviewed() {
     )
     .expect("a migration with findings");
     ctx.snapshot("lint_findings", &["lint"], 1);
+}
+
+/// `dry-run` of the project's migrations on a V1 dump with data (`dry_run`'s custom-format one).
+#[test]
+fn dry_run_prints_what_was_reviewed() {
+    let (_, dump) = super::dry_run::snapshots()
+        .files
+        .iter()
+        .find(|(format, _)| *format == "custom")
+        .expect("a custom-format dump");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ctx = Ctx::new(None, dir.path());
+    let dump = dump.to_str().expect("utf-8 path");
+    ctx.known.push((dump.to_owned(), "[dump]"));
+    let version = String::from_utf8(
+        Command::new("pg_dump")
+            .arg("--version")
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    // `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`: the version is what follows.
+    if let Some((_, version)) = version.trim().split_once(") ") {
+        ctx.known
+            .insert(0, (version.to_owned(), "[server version]"));
+    }
+    let migrations = repo().join("migrations");
+    let migrations = migrations.to_str().expect("utf-8 path");
+    ctx.snapshot(
+        "dry_run",
+        &[
+            "dry-run",
+            "--env",
+            "dev",
+            "--snapshot",
+            dump,
+            "--migrations",
+            migrations,
+        ],
+        0,
+    );
 }

@@ -135,7 +135,7 @@ fn sandbox_is_removed_when_its_process_is_killed() {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "sandbox_is_removed_when_its_process_is_killed",
+            "clusters::sandbox_is_removed_when_its_process_is_killed",
             "--nocapture",
             "--test-threads=1",
         ])
