@@ -121,54 +121,27 @@ impl Catalog {
             path: dir.display().to_string(),
             source,
         })?;
-        let mut files = Vec::new();
+        let mut paths = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| Error::ReadCatalog {
                 path: dir.display().to_string(),
                 source,
             })?;
-            let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name.eq_ignore_ascii_case("README.md") {
                 continue;
             }
-            // `metadata` follows symbolic links, so a link to a migration file is read as one.
-            match std::fs::metadata(&path) {
-                Ok(metadata) if metadata.is_file() => {}
-                // A folder or other entry not named like a migration is none of ours.
-                Ok(_) | Err(_) if !looks_like_migration(&name) => continue,
-                Ok(metadata) => {
-                    let what = if metadata.is_dir() {
-                        "a directory"
-                    } else {
-                        "not a regular file"
-                    };
-                    return Err(unreadable_entry(
-                        &name,
-                        format!("it is {what}, so it cannot be read as a migration; replace it with the SQL file or rename it so it does not look like a migration"),
-                    ));
-                }
-                Err(source) => {
-                    let reason = match std::fs::read_link(&path) {
-                        Ok(target) if source.raw_os_error() == Some(libc::ELOOP) => format!(
-                            "it is a symbolic link to {} that loops back on itself; point it at the SQL file",
-                            target.display()
-                        ),
-                        Ok(target) if source.kind() == std::io::ErrorKind::NotFound => format!(
-                            "it is a symbolic link to {}, which does not exist; point it at the SQL file or remove it",
-                            target.display()
-                        ),
-                        _ => format!("it cannot be read ({source})"),
-                    };
-                    return Err(unreadable_entry(&name, reason));
-                }
+            // The entry's type comes with the listing; only a symbolic link (or a filesystem
+            // that does not say) costs a `stat`, which follows the link.
+            let regular = entry.file_type().is_ok_and(|t| t.is_file());
+            if regular || is_file_behind(&entry.path(), &name)? {
+                paths.push((name, entry.path()));
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadCatalog {
-                path: path.display().to_string(),
-                source,
-            })?;
-            files.push((name, text));
         }
+        // Reading is most of the work for a long history: two or more threads share it.
+        let files = in_parallel(&paths, Vec::new, |buffer, entry| read_file(entry, buffer))
+            .into_iter()
+            .collect::<Result<Vec<_>, Error>>()?;
         Catalog::from_files(files)
     }
 
@@ -178,10 +151,42 @@ impl Catalog {
         N: AsRef<str>,
         T: AsRef<str>,
     {
+        let files: Vec<(String, String)> = files
+            .into_iter()
+            .map(|(file, text)| (file.as_ref().to_owned(), text.as_ref().to_owned()))
+            .collect();
+        // Splitting every file into statements is the work that grows with the history: it is
+        // done up front, on two or more threads for a long one. The checks below consult it in
+        // the same order as ever, so the error a bad folder gets does not change.
+        let results = in_parallel(
+            &files,
+            || (),
+            |(), (file, text)| {
+                let (kind, _, _) = parse_file_name(file).ok()?;
+                if text.contains('\0') {
+                    return None;
+                }
+                let emptiness = match kind {
+                    FileKind::Up => Emptiness::Refused,
+                    FileKind::Down => Emptiness::NoOp,
+                };
+                Some(check_statements(file, text, emptiness))
+            },
+        );
+        let mut statements: std::collections::HashMap<&str, Result<bool, Error>> = files
+            .iter()
+            .zip(results)
+            .filter_map(|((file, _), result)| Some((file.as_str(), result?)))
+            .collect();
+        let mut checked = |file: &str, text: &str, emptiness: Emptiness| {
+            statements
+                .remove(file)
+                .unwrap_or_else(|| check_statements(file, text, emptiness))
+        };
         let mut ups: BTreeMap<i32, (String, String, String)> = BTreeMap::new();
         let mut downs: BTreeMap<i32, (String, String, String)> = BTreeMap::new();
-        for (file, text) in files {
-            let (file, text) = (file.as_ref(), text.as_ref());
+        for (file, text) in &files {
+            let (file, text) = (file.as_str(), text.as_str());
             let (kind, version, name) = parse_file_name(file)?;
             check_no_nul(file, text)?;
             let slot = match kind {
@@ -206,7 +211,7 @@ impl Catalog {
         let mut migrations = Vec::with_capacity(ups.len());
         for (version, (file, name, up)) in ups {
             let directives = directives(&file, &up)?;
-            check_statements(&file, &up, Emptiness::Refused)?;
+            checked(&file, &up, Emptiness::Refused)?;
             let mut down_transactional = true;
             let mut down_is_noop = false;
             let down = match downs.remove(&version) {
@@ -226,7 +231,7 @@ impl Catalog {
                         });
                     }
                     down_transactional = !directives_of_down(&down_file, &down)?.no_transaction;
-                    down_is_noop = check_statements(&down_file, &down, Emptiness::NoOp)?;
+                    down_is_noop = checked(&down_file, &down, Emptiness::NoOp)?;
                     Some(down)
                 }
                 None if directives.irreversible => None,
@@ -239,12 +244,7 @@ impl Catalog {
                     })
                 }
             };
-            let checksum = refinery_core::Migration::unapplied(&format!("V{version}__{name}"), &up)
-                .map_err(|e| Error::InvalidCatalog {
-                    file: file.clone(),
-                    reason: e.to_string(),
-                })?
-                .checksum();
+            let checksum = refinery_checksum(&name, version, &up);
             migrations.push(Migration {
                 version,
                 name,
@@ -281,6 +281,129 @@ impl Catalog {
 }
 
 /// True for a name the migrations folder cannot hold as anything but a migration file.
+/// `work` over every item, in order; on two or more threads (each with its own `init` state)
+/// when there are enough items to pay for them.
+fn in_parallel<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 64)
+        .max(1);
+    if threads == 1 {
+        let mut state = init();
+        return items.iter().map(|item| work(&mut state, item)).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let (init, work) = (&init, &work);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut state = init();
+                    part.iter()
+                        .map(|item| work(&mut state, item))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a catalog worker does not panic"))
+            .collect()
+    })
+}
+
+/// For an entry the listing did not call a regular file: true when it leads to one (a
+/// symbolic link to a file), false when it is something else not named like a migration, and
+/// an error for anything else named like one.
+fn is_file_behind(path: &Path, name: &str) -> Result<bool, Error> {
+    // `metadata` follows symbolic links, so a link to a migration file is read as one.
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(true),
+        // A folder or other entry not named like a migration is none of ours.
+        Ok(_) | Err(_) if !looks_like_migration(name) => Ok(false),
+        Ok(metadata) => {
+            let what = if metadata.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            Err(unreadable_entry(
+                name,
+                format!("it is {what}, so it cannot be read as a migration; replace it with the SQL file or rename it so it does not look like a migration"),
+            ))
+        }
+        Err(source) => {
+            let reason = match std::fs::read_link(path) {
+                Ok(target) if source.raw_os_error() == Some(libc::ELOOP) => format!(
+                    "it is a symbolic link to {} that loops back on itself; point it at the SQL file",
+                    target.display()
+                ),
+                Ok(target) if source.kind() == std::io::ErrorKind::NotFound => format!(
+                    "it is a symbolic link to {}, which does not exist; point it at the SQL file or remove it",
+                    target.display()
+                ),
+                _ => format!("it cannot be read ({source})"),
+            };
+            Err(unreadable_entry(name, reason))
+        }
+    }
+}
+
+/// A file's text: open, read until the end into `buffer` (one per thread, reused), close. No
+/// `stat` for a size hint and no fresh zeroed buffer per file: migrations are small, and on a
+/// long history each system call and page fault counts.
+fn read_file(
+    (name, path): &(String, std::path::PathBuf),
+    buffer: &mut Vec<u8>,
+) -> Result<(String, String), Error> {
+    use std::io::Read as _;
+    let failed = |source| Error::ReadCatalog {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    if buffer.is_empty() {
+        buffer.resize(64 * 1024, 0);
+    }
+    let mut len = 0;
+    loop {
+        if len == buffer.len() {
+            buffer.resize(len * 2, 0);
+        }
+        match file.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    let text = std::str::from_utf8(&buffer[..len]).map_err(|_| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })?;
+    Ok((name.clone(), text.to_owned()))
+}
+
+/// The checksum refinery records for `V{version}__{name}` with this SQL: SipHash 1-3 (zero keys)
+/// over the name, the version and the SQL, as `refinery_core::Migration::unapplied` computes it
+/// (without its file-name regex, which costs more to build than a long history to hash). Names
+/// are `[a-z0-9_]+` here, all of which refinery's `\w+` takes. A test holds the two equal.
+pub(crate) fn refinery_checksum(name: &str, version: i32, sql: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = siphasher::sip::SipHasher13::new();
+    name.hash(&mut hasher);
+    version.hash(&mut hasher);
+    sql.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn looks_like_migration(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".sql") || parse_file_name(name).is_ok()
 }
@@ -461,6 +584,29 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_is_refinerys() {
+        let sqls = [
+            "",
+            "CREATE TABLE a (id int);",
+            "-- ecomind:no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);\n",
+            "SELECT 'é ünïcode ✓';\n\n",
+        ];
+        for (i, sql) in sqls.iter().enumerate() {
+            for (version, name) in [(1, "baseline"), (42, "add_x_2"), (i32::MAX, "_")] {
+                let refinery =
+                    refinery_core::Migration::unapplied(&format!("V{version}__{name}"), sql)
+                        .expect("refinery parses the name")
+                        .checksum();
+                assert_eq!(
+                    refinery_checksum(name, version, sql),
+                    refinery,
+                    "sql #{i}, V{version}__{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn entries_named_like_migrations_that_are_not_files_are_refused_at_load() {
         let cases: Vec<(&str, Setup, &str)> = vec![
             (
@@ -576,6 +722,19 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// Any valid name, version and SQL: our checksum is the one refinery records.
+        #[test]
+        fn the_checksum_is_refinerys_for_any_migration(
+            version in 1..=i32::MAX,
+            name in "[a-z0-9_]{1,40}",
+            sql in proptest::prelude::any::<String>(),
+        ) {
+            let refinery = refinery_core::Migration::unapplied(&format!("V{version}__{name}"), &sql)
+                .expect("refinery parses the name")
+                .checksum();
+            proptest::prop_assert_eq!(refinery_checksum(&name, version, &sql), refinery);
+        }
 
         /// No file name and no contents make loading panic: every input is a catalog or an error.
         #[test]
