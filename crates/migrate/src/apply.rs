@@ -15,7 +15,7 @@ use crate::observe::{Direction, Observer};
 use crate::rollback::{self, RollbackTarget};
 use crate::script::{Failure, Runner, Script};
 use crate::session::Session;
-use crate::{lock, plan, Error};
+use crate::{lock, plan, probe, Error};
 
 /// How reports and the status name a down file without statements.
 pub const NOOP_DOWN: &str = "no-op";
@@ -163,17 +163,54 @@ pub fn migrate(
             return Err(Error::UnknownTarget(target));
         }
     }
-    lock::holding(client, options.run.lock_wait, |client| {
-        let direction = options.target.direction();
-        if direction == Direction::Up {
-            history::ensure_tables(client)?;
+    let direction = options.target.direction();
+    // Nearly every run finds nothing to do: one round trip tells, and then no lock is taken
+    // and nothing is written. A run elsewhere that is applying migrations this catalog has
+    // shows them as pending, so this run waits for its lock below and finds them applied.
+    let first = probe::probe(client, false)?;
+    if first.in_recovery {
+        return Err(Error::Standby);
+    }
+    if first.tables_complete {
+        if let Ok(steps) = steps(catalog, &first.applied, options) {
+            if steps.is_empty() {
+                on_progress(Progress::Planned(direction, &[]));
+                return Ok(Report {
+                    direction,
+                    steps: Vec::new(),
+                    head: first.applied.iter().map(|a| a.version).max(),
+                });
+            }
         }
-        let applied = history::read(client)?;
-        let steps = steps(catalog, &applied, options)?;
-        options
-            .run
-            .apply(direction, client, &steps, &applied, on_progress)
-    })
+    }
+    let server_version_num = first.server_version_num;
+    lock::holding_prepared(
+        client,
+        server_version_num,
+        options.run.lock_wait,
+        |client| {
+            // Read again under the lock: another run may have finished in between.
+            let probe = if first.tables_complete {
+                probe::probe(client, false)?
+            } else {
+                // The history table was not there a moment ago; most likely it still is not, so
+                // its questions are asked one at a time rather than refused as one message.
+                probe::one_at_a_time(client, false)?
+            };
+            let steps = steps(catalog, &probe.applied, options)?;
+            if !probe.tables_complete && (direction == Direction::Up || !steps.is_empty()) {
+                history::create_tables(client)?;
+            }
+            options.run.apply(
+                direction,
+                client,
+                server_version_num,
+                &steps,
+                &probe.applied,
+                on_progress,
+            )
+        },
+    )
 }
 
 /// The scripts a run to the options' target runs, in order: the plan, checked (divergence, an
@@ -221,6 +258,7 @@ impl RunOptions<'_> {
         &self,
         direction: Direction,
         client: &mut Client,
+        server_version_num: i32,
         steps: &[&Migration],
         applied: &[AppliedMigration],
         on_progress: &mut dyn FnMut(Progress<'_>),
@@ -235,9 +273,6 @@ impl RunOptions<'_> {
         if steps.is_empty() {
             return Ok(report);
         }
-        if direction == Direction::Down {
-            history::ensure_tables(client)?;
-        }
         // An attempt that was cut off outside a transaction may have left statements applied:
         // nothing runs until someone has looked (only read when there is something to run).
         let half_done: Vec<_> = history::unfinished_after_ensure(client)?
@@ -247,7 +282,12 @@ impl RunOptions<'_> {
         if !half_done.is_empty() {
             return Err(Error::UnfinishedAttempts(half_done));
         }
-        let session = Session::establish(client, self.lock_timeout, self.statement_timeout)?;
+        let session = Session::establish_for(
+            client,
+            server_version_num,
+            self.lock_timeout,
+            self.statement_timeout,
+        )?;
         let runner = Runner {
             session: &session,
             actor: self.actor,

@@ -129,7 +129,10 @@ pub fn classify(sql: &str) -> Statement<'_> {
         Vec::new()
     };
     let set_config = |tokens: &[Token<'_>]| tokens.iter().any(|t| t.is_word("set_config"));
+    // DISCARD ALL (or TEMP, PLANS, SEQUENCES) is not a kind of its own, but DISCARD ALL resets
+    // every setting like RESET ALL does.
     let session_change = matches!(kind, StatementKind::Set | StatementKind::Reset)
+        || tokens.first().is_some_and(|t| t.is_word("discard"))
         || set_config(&tokens)
         || body_tokens
             .iter()
@@ -406,6 +409,7 @@ mod tests {
             case("SET SESSION \"search_path\" TO x", K::Set, None, SEARCH_PATH),
             case("RESET search_path", K::Reset, None, SEARCH_PATH),
             case("RESET ALL", K::Reset, None, SEARCH_PATH),
+            case("DISCARD ALL", K::Other, None, SESSION),
             case("SET /* search_path */ lock_timeout = 1", K::Set, None, SESSION),
             case("SET application_name = 'search_path'", K::Set, None, SESSION),
             case("SELECT set_config('search_path', 'x', true)", K::Select, None, SEARCH_PATH),

@@ -110,6 +110,11 @@ pub(crate) fn ensure_tables(client: &mut Client) -> Result<(), Error> {
     if tables_complete(client)? {
         return Ok(());
     }
+    create_tables(client)
+}
+
+/// Creates the history tables, or adds the columns an older version's lack.
+pub(crate) fn create_tables(client: &mut Client) -> Result<(), Error> {
     // The server emits a NOTICE for each table that exists; the client ignores notices.
     client
         .batch_execute(ENSURE_TABLES)
@@ -134,29 +139,7 @@ pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
 
 /// Reads the history, or an empty one when the table does not exist yet (a database never migrated).
 pub(crate) fn read(client: &mut Client) -> Result<Vec<AppliedMigration>, Error> {
-    let exists = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
-        .map_err(Error::db("cannot look for the migration history table"))?;
-    if !exists.get::<_, bool>(0) {
-        return Ok(Vec::new());
-    }
-    let rows = client
-        .query(
-            "SELECT version, coalesce(name, ''), coalesce(applied_on, ''), coalesce(checksum, '') \
-             FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .map_err(Error::db("cannot read the migration history"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AppliedMigration {
-            version: r.get(0),
-            name: r.get(1),
-            applied_on: r.get(2),
-            checksum: r.get(3),
-            down: None,
-        })
-        .collect())
+    Ok(crate::probe::probe(client, false)?.applied)
 }
 
 /// The first event-log row of an attempt to run a script: written and committed before the
@@ -170,17 +153,19 @@ pub(crate) struct AttemptStart<'a> {
     pub statements: usize,
 }
 
-/// The statement that writes an attempt's `started` row. It names the server backend, so a
-/// reader can tell an attempt still running from one that died, and so the rows that follow
-/// find it with [`this_attempt`].
+/// The statement that writes an attempt's `started` row. It names the server backend (its pid,
+/// and its start time, which the session set-up keeps in `ecomind.backend_start`), so a reader
+/// can tell an attempt still running from one that died; and it keeps the row's id in the
+/// session's `ecomind.attempt`, where the rows that follow find it ([`this_attempt`]).
 pub(crate) fn attempt_start_sql(actor: &Actor, start: &AttemptStart<'_>) -> String {
     format!(
         "INSERT INTO ecomind_migration_events \
          (version, name, direction, outcome, started_at, os_user, client_host, tool_version, \
           backend_pid, backend_start, transactional, statements_total, statements_done) \
-         SELECT {version}, {name}, {direction}, 'started', clock_timestamp(), {os_user}, {host}, {tool}, \
-                a.pid, a.backend_start, {transactional}, {statements}, 0 \
-         FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()",
+         VALUES ({version}, {name}, {direction}, 'started', clock_timestamp(), {os_user}, {host}, {tool}, \
+                pg_backend_pid(), current_setting('ecomind.backend_start')::timestamptz, \
+                {transactional}, {statements}, 0) \
+         RETURNING set_config('ecomind.attempt', id::text, false)",
         version = start.version,
         name = literal(start.name),
         direction = literal(start.direction),
@@ -192,25 +177,50 @@ pub(crate) fn attempt_start_sql(actor: &Actor, start: &AttemptStart<'_>) -> Stri
     )
 }
 
-/// The id of this session's newest `started` row for a version and direction: the attempt
-/// running now. The run holds the migration lock, so no other session writes one meanwhile;
-/// the backend's start time tells this session from an earlier one that had the same pid.
-fn this_attempt(version: i32, direction: &str) -> String {
+/// Keeps this backend's start time in the session (`ecomind.backend_start`, exact to the
+/// microsecond, in UTC) for the `started` rows: read once per session set-up, not per row, as
+/// pg_stat_activity costs more to plan than the row costs to write.
+pub(crate) const REMEMBER_BACKEND: &str = "SELECT set_config('ecomind.backend_start', \
+    to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', false) \
+    FROM pg_stat_activity WHERE pid = pg_backend_pid(); ";
+
+/// The id of this session's `started` row for a version and direction: the attempt running
+/// now, which no row has ended yet. It is the id the start row kept in `ecomind.attempt`. A
+/// script that may have changed the session (`RESET ALL`, `DISCARD ALL`) may have cleared that,
+/// so after one (`session_changed`) the newest such row of this backend is looked up instead;
+/// the run holds the migration lock, so no other session writes one meanwhile, and the
+/// backend's start time tells this session from an earlier one that had the same pid.
+fn this_attempt(version: i32, direction: &str, session_changed: bool) -> String {
+    let direction = literal(direction);
+    let kept = format!(
+        "(SELECT s.id FROM ecomind_migration_events s \
+          WHERE s.id = nullif(current_setting('ecomind.attempt', true), '')::bigint \
+            AND s.outcome = 'started' AND s.version = {version} AND s.direction = {direction} \
+            AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id))"
+    );
+    if !session_changed {
+        return kept;
+    }
     format!(
-        "(SELECT max(s.id) FROM ecomind_migration_events s \
-          JOIN pg_stat_activity a ON a.pid = pg_backend_pid() \
-          WHERE s.outcome = 'started' AND s.backend_pid = a.pid AND s.backend_start = a.backend_start \
-            AND s.version = {version} AND s.direction = {})",
-        literal(direction)
+        "coalesce({kept}, \
+          (SELECT max(s.id) FROM ecomind_migration_events s \
+           JOIN pg_stat_activity a ON a.pid = pg_backend_pid() \
+           WHERE s.outcome = 'started' AND s.backend_pid = a.pid AND s.backend_start = a.backend_start \
+             AND s.version = {version} AND s.direction = {direction}))"
     )
 }
 
 /// The statement that records how many statements of the running non-transactional attempt
-/// completed.
-pub(crate) fn attempt_progress_sql(version: i32, direction: &str, done: usize) -> String {
+/// completed; `session_changed` when a statement of the script may have changed the session.
+pub(crate) fn attempt_progress_sql(
+    version: i32,
+    direction: &str,
+    done: usize,
+    session_changed: bool,
+) -> String {
     format!(
         "UPDATE ecomind_migration_events SET statements_done = {done} WHERE id = {}",
-        this_attempt(version, direction)
+        this_attempt(version, direction, session_changed)
     )
 }
 
@@ -332,60 +342,83 @@ pub(crate) fn unfinished_after_ensure(
     let rows = client.simple_query(UNFINISHED).map_err(Error::db(
         "cannot read the unfinished attempts from the event log",
     ))?;
-    let mut out = Vec::new();
-    for message in rows {
-        let postgres::SimpleQueryMessage::Row(row) = message else {
-            continue;
-        };
-        let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
-        let number = |i: usize| {
-            row.get(i)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or_default()
-        };
-        out.push(UnfinishedAttempt {
-            id: number(0),
-            version: i32::try_from(number(1)).unwrap_or_default(),
-            name: text(2),
-            direction: text(3),
-            started_at: text(4),
-            database_user: text(5),
-            os_user: text(6),
-            client_host: text(7),
-            tool_version: text(8),
-            transactional: row.get(9) != Some("f"),
-            statements_total: i32::try_from(number(10)).unwrap_or_default(),
-            statements_done: i32::try_from(number(11)).unwrap_or_default(),
-            running: row.get(12) == Some("t"),
-        });
-    }
-    Ok(out)
+    Ok(rows
+        .iter()
+        .filter_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => Some(unfinished_row(row)),
+            _ => None,
+        })
+        .collect())
 }
 
-const UNFINISHED: &str = "\
-SELECT s.id, s.version, s.name, s.direction, \
-       to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-       s.database_user, s.os_user, s.client_host, s.tool_version, \
-       coalesce(s.transactional, true), coalesce(s.statements_total, 0), coalesce(s.statements_done, 0), \
-       EXISTS (SELECT 1 FROM pg_stat_activity a \
-               WHERE a.pid = s.backend_pid AND a.backend_start = s.backend_start) \
-FROM ecomind_migration_events s \
-WHERE s.outcome = 'started' \
-  AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id) \
-  AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events l \
-                  WHERE l.outcome = 'started' AND l.version = s.version \
-                    AND l.direction = s.direction AND l.id > s.id) \
-  AND (s.direction = 'up') = NOT EXISTS (SELECT 1 FROM refinery_schema_history h \
-                                          WHERE h.version = s.version) \
-ORDER BY s.id";
+/// One row of [`UNFINISHED`].
+pub(crate) fn unfinished_row(row: &postgres::SimpleQueryRow) -> UnfinishedAttempt {
+    let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
+    let number = |i: usize| {
+        row.get(i)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_default()
+    };
+    UnfinishedAttempt {
+        id: number(0),
+        version: i32::try_from(number(1)).unwrap_or_default(),
+        name: text(2),
+        direction: text(3),
+        started_at: text(4),
+        database_user: text(5),
+        os_user: text(6),
+        client_host: text(7),
+        tool_version: text(8),
+        transactional: row.get(9) != Some("f"),
+        statements_total: i32::try_from(number(10)).unwrap_or_default(),
+        statements_done: i32::try_from(number(11)).unwrap_or_default(),
+        running: row.get(12) == Some("t"),
+    }
+}
+
+/// The attempts [`UNFINISHED`] lists: the newest start row of a migration and direction that
+/// no row ended, where the history shows it did not happen.
+macro_rules! unfinished_from {
+    () => {
+        "FROM ecomind_migration_events s \
+         WHERE s.outcome = 'started' \
+           AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id) \
+           AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events l \
+                           WHERE l.outcome = 'started' AND l.version = s.version \
+                             AND l.direction = s.direction AND l.id > s.id) \
+           AND (s.direction = 'up') = NOT EXISTS (SELECT 1 FROM refinery_schema_history h \
+                                                   WHERE h.version = s.version)"
+    };
+}
+
+pub(crate) const UNFINISHED: &str = concat!(
+    "SELECT s.id, s.version, s.name, s.direction, \
+            to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+            s.database_user, s.os_user, s.client_host, s.tool_version, \
+            coalesce(s.transactional, true), coalesce(s.statements_total, 0), \
+            coalesce(s.statements_done, 0), \
+            EXISTS (SELECT 1 FROM pg_stat_activity a \
+                    WHERE a.pid = s.backend_pid AND a.backend_start = s.backend_start) ",
+    unfinished_from!(),
+    " ORDER BY s.id"
+);
+
+/// Whether [`UNFINISHED`] would list anything, without its cost (pg_stat_activity): the check
+/// `status` makes on every start-up, nearly always false.
+pub(crate) const ANY_UNFINISHED: &str =
+    concat!("SELECT EXISTS (SELECT 1 ", unfinished_from!(), ")");
 
 /// Which attempt an event-log row ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// None: the row is an event of its own (a baseline, a repair).
     None,
-    /// The attempt this session is running at the row's version and direction.
-    Running,
+    /// The attempt this session is running at the row's version and direction; the script
+    /// may have changed the session (see [`this_attempt`]).
+    Running {
+        /// True when a statement of the script may have changed the session.
+        session_changed: bool,
+    },
     /// An earlier attempt, by the id of its `started` row (a repair settling it).
     Id(i64),
 }
@@ -431,28 +464,28 @@ pub(crate) fn record_applied(
         ))
 }
 
-/// The statement that removes a reverted migration's history row.
+/// The statement that removes a reverted migration's history row, and fails (so the batch it
+/// travels in, which ends with `COMMIT`, commits nothing) unless it removed exactly one: the
+/// check and the removal cost no round trip of their own. [`is_history_changed`] recognises
+/// the failure.
 pub(crate) fn reverted_sql(version: i32) -> String {
-    format!("DELETE FROM refinery_schema_history WHERE version = {version}")
+    format!(
+        "WITH removed AS (DELETE FROM refinery_schema_history WHERE version = {version} RETURNING 1) \
+         SELECT CASE WHEN count(*) = 1 THEN 1 \
+                ELSE ('{HISTORY_CHANGED} {version}: ' || count(*) || ' rows')::int END \
+         FROM removed"
+    )
 }
 
-/// Removes a reverted migration's history row inside the transaction of its down script.
-pub(crate) fn record_reverted(
-    tx: &mut impl postgres::GenericClient,
-    version: i32,
-) -> Result<(), Error> {
-    // The simple protocol, like the inserts: one round trip.
-    let messages = tx.simple_query(&reverted_sql(version)).map_err(Error::db(
-        "cannot remove the migration from refinery_schema_history",
-    ))?;
-    let removed = messages.iter().find_map(|m| match m {
-        postgres::SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
-        _ => None,
-    });
-    if removed != Some(1) {
-        return Err(Error::HistoryChanged { version });
-    }
-    Ok(())
+/// What [`reverted_sql`]'s failure says.
+const HISTORY_CHANGED: &str = "ecomind-db: history rows removed for version";
+
+/// True when `error` is [`reverted_sql`] finding no history row (or more than one) to remove.
+pub(crate) fn is_history_changed(error: &postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        db.code() == &postgres::error::SqlState::INVALID_TEXT_REPRESENTATION
+            && db.message().contains(HISTORY_CHANGED)
+    })
 }
 
 /// The statement that writes one event-log row.
@@ -476,7 +509,9 @@ pub(crate) fn event_sql(actor: &Actor, row: &EventRow<'_>) -> String {
         detail = row.detail.map_or_else(|| "NULL".to_owned(), literal),
         attempt = match row.attempt {
             Attempt::None => "NULL".to_owned(),
-            Attempt::Running => this_attempt(row.version, row.direction),
+            Attempt::Running { session_changed } => {
+                this_attempt(row.version, row.direction, session_changed)
+            }
             Attempt::Id(id) => id.to_string(),
         },
     )

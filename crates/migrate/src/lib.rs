@@ -17,6 +17,7 @@ mod lock;
 mod observe;
 mod plan;
 mod preview;
+mod probe;
 pub mod quote;
 mod rehearsal;
 pub mod repair;
@@ -228,6 +229,9 @@ pub enum Error {
         /// The version.
         version: i32,
     },
+    /// The history table holds something this version cannot read.
+    #[error("cannot read the migration history: {0}; look at refinery_schema_history by hand")]
+    UnreadableHistory(String),
     /// The server refused a query of the engine itself.
     #[error("{context}: {}", db_message(.error))]
     Database {

@@ -19,8 +19,18 @@ pub(crate) fn holding<T>(
     wait: Duration,
     work: impl FnOnce(&mut Client) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    crate::session::prepare(client)?;
-    acquire(client, wait)?;
+    let server_version_num = crate::session::prepare(client)?;
+    holding_prepared(client, server_version_num, wait, work)
+}
+
+/// As [`holding`], for a caller that has read the server's version and refused a standby.
+pub(crate) fn holding_prepared<T>(
+    client: &mut Client,
+    server_version_num: i32,
+    wait: Duration,
+    work: impl FnOnce(&mut Client) -> Result<T, Error>,
+) -> Result<T, Error> {
+    acquire(client, server_version_num, wait)?;
     let result = work(client);
     let released = release(client);
     match (result, released) {
@@ -51,14 +61,24 @@ pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// session waits for every older snapshot to go away. A blocked waiter and a concurrent index build
 /// would deadlock, and the server would break the deadlock by cancelling the index build, leaving
 /// an invalid index behind. Between polls a waiter is idle and holds no snapshot.
-fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
+///
+/// The first try goes with the session's connection check, in one round trip.
+fn acquire(client: &mut Client, server_version_num: i32, wait: Duration) -> Result<(), Error> {
     // A wait too long for the clock (the configuration caps it far below) waits forever.
     let deadline = Instant::now().checked_add(wait);
+    let mut sql = format!(
+        "{}{}",
+        crate::session::connection_check(server_version_num).unwrap_or_default(),
+        take_sql()
+    );
     loop {
-        let taken: bool = client
-            .query_one(&take_sql(), &[])
-            .map_err(Error::db("cannot take the migration lock"))?
-            .get(0);
+        let messages = client
+            .simple_query(&sql)
+            .map_err(Error::db("cannot take the migration lock"))?;
+        let taken = messages.iter().any(
+            |m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")),
+        );
+        sql = take_sql();
         if taken {
             return Ok(());
         }
@@ -77,7 +97,7 @@ fn acquire(client: &mut Client, wait: Duration) -> Result<(), Error> {
 /// Releases the lock; closing the connection releases it too.
 fn release(client: &mut Client) -> Result<(), Error> {
     client
-        .execute(&release_sql(), &[])
+        .simple_query(&release_sql())
         .map_err(Error::db("cannot release the migration lock"))?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Migration};
-use crate::history::{self, AppliedMigration, UnfinishedAttempt};
+use crate::history::{AppliedMigration, UnfinishedAttempt};
 use crate::Error;
 
 /// A migration not applied yet.
@@ -127,8 +127,10 @@ impl Status {
 
 /// Reads where the database stands, without taking the lock or changing anything.
 pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
-    let standby = in_recovery(client)?;
-    let mut applied = history::read(client)?;
+    let probe = crate::probe::probe(client, true)?;
+    let standby = probe.in_recovery;
+    let mut applied = probe.applied;
+    let (invalid_indexes, unfinished) = probe.status.unwrap_or_default();
     let noop = |version: i32| {
         catalog
             .get(version)
@@ -139,8 +141,6 @@ pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
         a.down = noop(a.version);
     }
     let (pending, problems) = plan(catalog, &applied, false);
-    let invalid_indexes = invalid_indexes(client)?;
-    let unfinished = history::unfinished(client)?;
     Ok(Status {
         unfinished,
         pending: pending
@@ -156,14 +156,6 @@ pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
         invalid_indexes,
         standby,
     })
-}
-
-/// True when the server is a standby (in recovery).
-pub(crate) fn in_recovery(client: &mut Client) -> Result<bool, Error> {
-    Ok(client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .map_err(Error::db("cannot ask whether the server is a standby"))?
-        .get(0))
 }
 
 /// Compares the history with the catalog: what is pending, and what disagrees.
@@ -211,37 +203,37 @@ pub(crate) fn plan<'c>(
     (pending, problems)
 }
 
+/// Invalid indexes outside the system schemas, and whether each is being built right now.
+pub(crate) const INVALID_INDEXES: &str =
+    "SELECT n.nspname::text, t.relname::text, i.relname::text, \
+        EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
+                WHERE p.index_relid = x.indexrelid) \
+        OR EXISTS (SELECT 1 FROM pg_locks l \
+                   WHERE l.locktype = 'relation' AND l.relation = x.indrelid \
+                     AND l.database = (SELECT oid FROM pg_database \
+                                       WHERE datname = current_database()) \
+                     AND l.mode = 'ShareUpdateExclusiveLock' AND l.granted \
+                     AND l.pid <> pg_backend_pid()) \
+    FROM pg_index x \
+    JOIN pg_class i ON i.oid = x.indexrelid \
+    JOIN pg_class t ON t.oid = x.indrelid \
+    JOIN pg_namespace n ON n.oid = i.relnamespace \
+    WHERE NOT x.indisvalid \
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+      AND n.nspname NOT LIKE 'pg_toast%' \
+    ORDER BY 1, 3";
+
+/// Whether there is any invalid index at all (in the system schemas too): the cheap check
+/// `status` makes first, nearly always false.
+pub(crate) const ANY_INVALID_INDEX: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_index WHERE NOT indisvalid)";
+
 /// Invalid indexes outside the system schemas.
 pub(crate) fn invalid_indexes(client: &mut Client) -> Result<Vec<InvalidIndex>, Error> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, t.relname::text, i.relname::text, \
-                    EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
-                            WHERE p.index_relid = x.indexrelid) \
-                    OR EXISTS (SELECT 1 FROM pg_locks l \
-                               WHERE l.locktype = 'relation' AND l.relation = x.indrelid \
-                                 AND l.database = (SELECT oid FROM pg_database \
-                                                   WHERE datname = current_database()) \
-                                 AND l.mode = 'ShareUpdateExclusiveLock' AND l.granted \
-                                 AND l.pid <> pg_backend_pid()) \
-             FROM pg_index x \
-             JOIN pg_class i ON i.oid = x.indexrelid \
-             JOIN pg_class t ON t.oid = x.indrelid \
-             JOIN pg_namespace n ON n.oid = i.relnamespace \
-             WHERE NOT x.indisvalid \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg_toast%' \
-             ORDER BY 1, 3",
-            &[],
-        )
+    let messages = client
+        .simple_query(INVALID_INDEXES)
         .map_err(Error::db("cannot look for invalid indexes"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| InvalidIndex {
-            schema: r.get(0),
-            table: r.get(1),
-            name: r.get(2),
-            being_built: r.get(3),
-        })
-        .collect())
+    Ok(crate::probe::invalid_rows(
+        crate::probe::split_results(messages).first(),
+    ))
 }

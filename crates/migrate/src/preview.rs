@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Migration};
 use crate::classify::classify;
 use crate::history;
 use crate::observe::Direction;
-use crate::script::{Failure, Script, BEGIN, NO_LOCK_TIMEOUT};
+use crate::script::{Failure, Script, BEGIN, NO_LOCK_TIMEOUT, START_ROW_SETTING};
 use crate::session::{self, Session};
 use crate::{lock, Error};
 
@@ -153,8 +153,7 @@ fn render_script(
         // The attempt's start row commits on its own first.
         let _ = writeln!(
             sql,
-            "{}\n{};\nCOMMIT;",
-            BEGIN.trim(),
+            "BEGIN;\n{START_ROW_SETTING};\n{};\nCOMMIT;",
             script.attempt_start_sql(actor, statements.len())
         );
         let _ = writeln!(sql, "{}", BEGIN.trim());
@@ -172,7 +171,7 @@ fn render_script(
         }
         let _ = writeln!(
             sql,
-            "{};",
+            "BEGIN;\n{START_ROW_SETTING};\n{};\nCOMMIT;",
             script.attempt_start_sql(actor, statements.len())
         );
         for (index, statement) in statements.iter().enumerate() {
@@ -180,6 +179,7 @@ fn render_script(
                 script.migration.version(),
                 script.direction.as_str(),
                 index + 1,
+                touched,
             );
             if classify(statement.sql).waits_by_design() {
                 let _ = writeln!(
@@ -192,16 +192,6 @@ fn render_script(
             }
         }
         let _ = writeln!(sql, "BEGIN;");
-    }
-    if script.direction == Direction::Down {
-        if let Some(restore) = restore {
-            let _ = writeln!(sql, "{}", restore.trim());
-        }
-        let _ = writeln!(
-            sql,
-            "{};",
-            history::reverted_sql(script.migration.version())
-        );
     }
     let _ = writeln!(sql, "{};", record.trim_end());
     Ok(())

@@ -44,6 +44,17 @@ impl Script<'_> {
         }
     }
 
+    /// The `started` event-log row of an attempt to run this script, committed on its own
+    /// before the script runs. Its commit does not wait for the WAL flush
+    /// (`synchronous_commit = off`): the script's own commit, or any later one, flushes it, so
+    /// it is lost only in a server crash that also loses everything the attempt did.
+    pub(crate) fn start_row_sql(&self, actor: &Actor, statements: usize) -> String {
+        format!(
+            "BEGIN; {START_ROW_SETTING}; {}; COMMIT; ",
+            self.attempt_start_sql(actor, statements)
+        )
+    }
+
     /// The `started` event-log row of an attempt to run this script.
     pub(crate) fn attempt_start_sql(&self, actor: &Actor, statements: usize) -> String {
         history::attempt_start_sql(
@@ -86,24 +97,22 @@ impl Script<'_> {
         restore: Option<&str>,
     ) -> Result<(), Error> {
         let restore = restore.unwrap_or_default();
-        if self.direction == Direction::Down && !restore.is_empty() {
-            client.batch_execute(restore).map_err(Error::db(
-                "cannot restore the session to record the migration",
-            ))?;
-        }
-        if self.direction == Direction::Down {
-            // The deletion must remove exactly one row, which only a separate query can tell.
-            history::record_reverted(client, self.migration.version())?;
-        }
         let batch = self.record_sql(actor, elapsed, Some(restore));
-        client.batch_execute(&batch).map_err(Error::db(
-            "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
-        ))
+        client.batch_execute(&batch).map_err(|e| {
+            if history::is_history_changed(&e) {
+                return Error::HistoryChanged {
+                    version: self.migration.version(),
+                };
+            }
+            Error::db(
+                "cannot record and commit the migration (if the connection was lost during COMMIT, whether it committed is unknown: run status)",
+            )(e)
+        })
     }
 
-    /// What records the script and commits. Going up: the session restore (if any), the history
-    /// insert, the event row and `COMMIT`, sent as one batch. Going down the restore and the history
-    /// deletion go first, each on its own (see `record_and_commit`), so they are not in this batch.
+    /// What records the script and commits: the session restore (if any), the history insert
+    /// (going up) or the checked removal (going down), the event row and `COMMIT`, sent as one
+    /// batch.
     pub(crate) fn record_sql(
         &self,
         actor: &Actor,
@@ -121,7 +130,9 @@ impl Script<'_> {
                 elapsed,
                 error: None,
                 detail: None,
-                attempt: history::Attempt::Running,
+                attempt: history::Attempt::Running {
+                    session_changed: restore.is_some_and(|r| !r.is_empty()),
+                },
             },
         );
         match self.direction {
@@ -130,7 +141,11 @@ impl Script<'_> {
                 restore.unwrap_or_default(),
                 history::applied_sql(m.version(), m.name(), m.checksum())
             ),
-            Direction::Down => format!("{event};\nCOMMIT"),
+            Direction::Down => format!(
+                "{}{};\n{event};\nCOMMIT",
+                restore.unwrap_or_default(),
+                history::reverted_sql(m.version())
+            ),
         }
     }
 }
@@ -173,6 +188,9 @@ impl From<Error> for Failure {
         Failure::Engine(e)
     }
 }
+
+/// The start row's transaction does not wait for the WAL flush (see `Script::start_row_sql`).
+pub(crate) const START_ROW_SETTING: &str = "SET LOCAL synchronous_commit = off";
 
 /// Sent with a transactional script's first statement, after the session reset, so neither costs
 /// a round trip of its own.
@@ -238,10 +256,7 @@ impl Runner<'_> {
         let total = statements.len();
         // The attempt's start row commits on its own before the script's transaction begins,
         // in the round trip that begins it: a killed run stays visible in the event log.
-        let start = format!(
-            "{reset}{BEGIN}{}; COMMIT; {BEGIN}",
-            script.attempt_start_sql(self.actor, total)
-        );
+        let start = format!("{reset}{}{BEGIN}", script.start_row_sql(self.actor, total));
         if statements.is_empty() {
             // An empty down file: an explicit no-op that only removes the history row.
             client
@@ -330,7 +345,7 @@ impl Runner<'_> {
         client
             .batch_execute(&format!(
                 "{reset}{}",
-                script.attempt_start_sql(self.actor, statements.len())
+                script.start_row_sql(self.actor, statements.len())
             ))
             .map_err(Error::db(
                 "cannot set up the migration session and record the attempt's start",
@@ -356,6 +371,7 @@ impl Runner<'_> {
                     script.migration.version(),
                     script.direction.as_str(),
                     index + 1,
+                    touched,
                 );
                 if concurrent {
                     client.batch_execute(&format!("{}; {progress}", self.session.lock_timeout))?;
@@ -479,7 +495,10 @@ fn record_event(
             elapsed,
             error: Some(detail),
             detail: what,
-            attempt: history::Attempt::Running,
+            // A failure is rare: the lookup that survives any session change is worth its cost.
+            attempt: history::Attempt::Running {
+                session_changed: true,
+            },
         },
     );
 }

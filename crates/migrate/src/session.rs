@@ -8,25 +8,35 @@ use postgres::Client;
 
 use crate::Error;
 
-/// Session settings for every engine connection that writes, sent before the migration lock
-/// is taken. A standby (a server in recovery) is refused here, at once: it accepts no writes,
-/// and its advisory locks do not exclude a run on the primary.
-pub(crate) fn prepare(client: &mut Client) -> Result<(), Error> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int, pg_is_in_recovery()",
-            &[],
-        )
+/// Reads the server's version before the migration lock is taken, and refuses a standby (a
+/// server in recovery) at once: it accepts no writes, and its advisory locks do not exclude a
+/// run on the primary.
+pub(crate) fn prepare(client: &mut Client) -> Result<i32, Error> {
+    let messages = client
+        .simple_query("SELECT current_setting('server_version_num'), pg_is_in_recovery()")
         .map_err(Error::db("cannot read the server version"))?;
-    if row.get::<_, bool>(1) {
+    let row = first_row(&messages)?;
+    if row.get(1) == Some("t") {
         return Err(Error::Standby);
     }
-    if let Some(sql) = connection_check(row.get::<_, i32>(0)) {
-        client
-            .batch_execute(sql)
-            .map_err(Error::db("cannot set client_connection_check_interval"))?;
-    }
-    Ok(())
+    version_of(row.get(0))
+}
+
+fn first_row(
+    messages: &[postgres::SimpleQueryMessage],
+) -> Result<&postgres::SimpleQueryRow, Error> {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| Error::UnreadableHistory("the server did not say its version".into()))
+}
+
+fn version_of(text: Option<&str>) -> Result<i32, Error> {
+    text.and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::UnreadableHistory("server_version_num is not a number".into()))
 }
 
 /// The connection check for servers that have it (PostgreSQL 14+).
@@ -58,7 +68,18 @@ impl Session {
         lock_timeout: Option<Duration>,
         statement_timeout: Option<Duration>,
     ) -> Result<Session, Error> {
-        let session = Session::new(server_version(client)?, lock_timeout, statement_timeout);
+        let version = server_version(client)?;
+        Session::establish_for(client, version, lock_timeout, statement_timeout)
+    }
+
+    /// As [`Session::establish`], on a server whose version the caller has read.
+    pub(crate) fn establish_for(
+        client: &mut Client,
+        server_version_num: i32,
+        lock_timeout: Option<Duration>,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Session, Error> {
+        let session = Session::new(server_version_num, lock_timeout, statement_timeout);
         client
             .batch_execute(&session.reset)
             .map_err(Error::db("cannot set up the migration session"))?;
@@ -84,6 +105,7 @@ impl Session {
         if let Some(t) = statement_timeout {
             reset.push_str(&format!("SET statement_timeout = {}; ", t.as_millis()));
         }
+        reset.push_str(crate::history::REMEMBER_BACKEND);
         let local = |name: &str, value: Option<Duration>| match value {
             Some(t) => format!("SET LOCAL {name} = {}; ", t.as_millis()),
             None => format!("SET LOCAL {name} TO DEFAULT; "),
@@ -122,8 +144,8 @@ impl Session {
 const CONNECTION_CHECK: &str = "SET client_connection_check_interval = '1s'; ";
 
 pub(crate) fn server_version(client: &mut Client) -> Result<i32, Error> {
-    Ok(client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .map_err(Error::db("cannot read the server version"))?
-        .get(0))
+    let messages = client
+        .simple_query("SELECT current_setting('server_version_num')")
+        .map_err(Error::db("cannot read the server version"))?;
+    version_of(first_row(&messages)?.get(0))
 }

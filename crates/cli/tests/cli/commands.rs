@@ -1259,10 +1259,16 @@ fn migrate_sql_prints_what_would_run_and_changes_nothing() {
     assert!(
         sql.contains("SELECT pg_try_advisory_lock(") && sql.contains("SELECT pg_advisory_unlock(")
     );
-    // V1, V3, V4 each commit their start row, then run in a transaction; V2 outside one, then
-    // recorded in its own.
-    assert_eq!(sql.matches("\nBEGIN;\n").count(), 7, "{sql}");
-    assert_eq!(sql.matches("\nCOMMIT;\n").count(), 7, "{sql}");
+    // Each migration commits its start row on its own (without waiting for the WAL flush);
+    // V1, V3, V4 then run in a transaction; V2 outside one, then recorded in its own.
+    assert_eq!(sql.matches("\nBEGIN;\n").count(), 8, "{sql}");
+    assert_eq!(sql.matches("\nCOMMIT;\n").count(), 8, "{sql}");
+    assert_eq!(
+        sql.matches("\nSET LOCAL synchronous_commit = off;\n")
+            .count(),
+        4,
+        "{sql}"
+    );
     let v2 = &sql[sql.find("-- V2__performance_indexes.sql").unwrap()..];
     assert!(
         v2.starts_with("-- V2__performance_indexes.sql: outside a transaction")

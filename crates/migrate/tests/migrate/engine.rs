@@ -593,6 +593,186 @@ fn a_held_lock_times_out_naming_its_holder() {
     assert!(!table_exists(&db, "organizations"), "nothing ran");
 }
 
+#[test]
+fn an_up_to_date_database_needs_no_lock_while_a_pending_migration_waits_for_it() {
+    let db = database();
+    let actor = actor();
+    let v1 = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+    ];
+    let first = catalog(&v1);
+    migrate(&mut db.client(), &first, &options(&actor), &mut |_| {}).expect("first run");
+    let mut holder = connect_as(&db.conninfo(), "lock-holder-test");
+    let key = i64::from_be_bytes(*b"ecomind-");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .expect("hold the migration lock");
+    let opts = MigrateOptions {
+        run: RunOptions {
+            lock_wait: Duration::ZERO,
+            ..common::run_options(&actor)
+        },
+        ..options(&actor)
+    };
+    // Nothing pending: the run finds out without the lock, and writes nothing.
+    let events = |db: &TestDb| -> i64 {
+        db.client()
+            .query_one("SELECT count(*) FROM ecomind_migration_events", &[])
+            .expect("count")
+            .get(0)
+    };
+    let before = events(&db);
+    let report = migrate(&mut db.client(), &first, &opts, &mut |_| {}).expect("no-op");
+    assert!(report.steps.is_empty());
+    assert_eq!(report.head, Some(1));
+    assert_eq!(events(&db), before, "a no-op writes nothing");
+    // One more migration: now the run needs the lock, and the holder has it.
+    let longer = catalog(&[
+        v1[0],
+        v1[1],
+        ("V2__more.sql", "CREATE TABLE more (id int);"),
+        ("V2__more.down.sql", "DROP TABLE more;"),
+    ]);
+    let err = migrate(&mut db.client(), &longer, &opts, &mut |_| {}).expect_err("lock held");
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+    assert!(!table_exists(&db, "more"), "nothing ran");
+}
+
+#[test]
+fn a_database_migrated_by_an_older_version_reads_and_upgrades_its_event_log() {
+    let db = database();
+    let actor = actor();
+    let catalog = repo_catalog();
+    migrate(&mut db.client(), &catalog, &options(&actor), &mut |_| {}).expect("first run");
+    // The event log as versions before the attempt rows left it.
+    db.client()
+        .batch_execute(
+            "ALTER TABLE ecomind_migration_events DROP COLUMN statements_done, \
+             DROP COLUMN statements_total, DROP COLUMN transactional",
+        )
+        .expect("an older event log");
+    let status = ecomind_migrate::status(&mut db.client(), &catalog).expect("status");
+    assert!(status.pending.is_empty() && status.problems.is_empty());
+    assert_eq!(status.applied.len(), 4);
+    assert!(status.unfinished.is_empty() && status.invalid_indexes.is_empty());
+    // Nothing is pending, but the event log lacks columns this version writes: the run takes
+    // the lock and adds them, so the next real migration can record its attempt.
+    let report = migrate(&mut db.client(), &catalog, &options(&actor), &mut |_| {}).expect("run");
+    assert!(report.steps.is_empty());
+    let columns: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ecomind_migration_events'::regclass \
+             AND attname IN ('statements_done', 'statements_total', 'transactional') AND NOT attisdropped",
+            &[],
+        )
+        .expect("columns")
+        .get(0);
+    assert_eq!(columns, 3);
+}
+
+#[test]
+fn a_script_that_resets_the_session_still_ends_its_attempt_in_the_event_log() {
+    let db = database();
+    let actor = actor();
+    let catalog = catalog(&[
+        (
+            "V1__outside.sql",
+            "-- ecomind:no-transaction\nCREATE TABLE nt (id int);\nRESET ALL;\nCREATE INDEX CONCURRENTLY nt_id ON nt (id);\n",
+        ),
+        ("V1__outside.down.sql", "DROP TABLE nt;"),
+        ("V2__inside.sql", "CREATE TABLE t2 (id int);\nRESET ALL;\nCREATE INDEX t2_id ON t2 (id);\n"),
+        ("V2__inside.down.sql", "DROP TABLE t2;"),
+        ("V3__after.sql", "CREATE TABLE t3 (id int);"),
+        ("V3__after.down.sql", "DROP TABLE t3;"),
+    ]);
+    migrate(&mut db.client(), &catalog, &options(&actor), &mut |_| {}).expect("migrate");
+    let rows = db
+        .client()
+        .query(
+            "SELECT s.version, s.statements_done, s.backend_pid IS NOT NULL AND s.backend_start IS NOT NULL, \
+                    (SELECT count(*) FROM ecomind_migration_events e \
+                     WHERE e.attempt = s.id AND e.outcome = 'applied') \
+             FROM ecomind_migration_events s WHERE s.outcome = 'started' ORDER BY s.version",
+            &[],
+        )
+        .expect("event log");
+    let seen: Vec<(i32, Option<i32>, bool, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    // Every attempt names its backend and is ended by exactly one `applied` row; the
+    // statements of the one outside a transaction are all counted.
+    assert_eq!(
+        seen,
+        vec![
+            (1, Some(3), true, 1),
+            (2, Some(0), true, 1),
+            (3, Some(0), true, 1)
+        ]
+    );
+    let status = ecomind_migrate::status(&mut db.client(), &catalog).expect("status");
+    assert!(status.unfinished.is_empty(), "{:?}", status.unfinished);
+}
+
+/// Deletes a version's history row from another session while the down script runs.
+struct HistoryThief {
+    conninfo: String,
+    version: i32,
+}
+
+impl Observer for HistoryThief {
+    fn statement_done(
+        &self,
+        _client: &mut postgres::Client,
+        _script: &ScriptRun<'_>,
+        _statement: &StatementRun<'_>,
+    ) -> Result<(), ObserverError> {
+        let mut other = connect_as(&self.conninfo, "history-thief");
+        other
+            .execute(
+                "DELETE FROM refinery_schema_history WHERE version = $1",
+                &[&self.version],
+            )
+            .expect("delete the history row");
+        Ok(())
+    }
+}
+
+#[test]
+fn a_history_row_removed_behind_the_runs_back_rolls_the_down_back() {
+    let db = database();
+    let actor = actor();
+    let catalog = catalog(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V1__a.down.sql", "DROP TABLE a;"),
+    ]);
+    migrate(&mut db.client(), &catalog, &options(&actor), &mut |_| {}).expect("up");
+    let thief = HistoryThief {
+        conninfo: db.conninfo(),
+        version: 1,
+    };
+    let opts = MigrateOptions {
+        target: Target::DownTo(0),
+        run: RunOptions {
+            observer: Some(&thief),
+            ..common::run_options(&actor)
+        },
+        ..options(&actor)
+    };
+    let err = migrate(&mut db.client(), &catalog, &opts, &mut |_| {}).expect_err("row gone");
+    let message = err.to_string();
+    assert!(
+        message.contains("history row of version 1 disappeared"),
+        "{message}"
+    );
+    assert!(
+        table_exists(&db, "a"),
+        "the down was rolled back with the failed removal"
+    );
+}
+
 /// Connects with an application_name of our choosing.
 fn connect_as(conninfo: &str, app: &str) -> postgres::Client {
     let mut config: postgres::Config = conninfo.parse().expect("conninfo parses");
