@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecomind_snapshot::{Auth, Binaries, ClusterOptions, Listen, Sandbox};
+use ecomind_snapshot::{Auth, Binaries, Cluster, ClusterOptions, Listen, Sandbox};
 
 mod dry_run;
 
 const NOOP_RUNS: usize = 30;
 const APPLY_RUNS: usize = 5;
 const GENERATED: usize = 500;
+/// The history the start-up rows read from a folder (the measurement used 200).
+const STARTUP_HISTORY: usize = 200;
+/// What `cargo xtask bench [SECTION ...]` can run.
+const SECTIONS: &[&str] = &["startup", "apply", "dry-run"];
 
 fn main() {
     if let Err(e) = run() {
@@ -21,11 +25,22 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
     let ecomind_db = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: ecomind-bench <path to ecomind-db>")?,
+        args.next()
+            .ok_or("usage: ecomind-bench <path to ecomind-db> [startup] [apply] [dry-run]")?,
     );
+    // The sections to run; all of them when none is named.
+    let sections: Vec<String> = args.collect();
+    for section in &sections {
+        if !SECTIONS.contains(&section.as_str()) {
+            return Err(format!(
+                "unknown section `{section}`: choose from {}",
+                SECTIONS.join(", ")
+            ));
+        }
+    }
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let binaries = Binaries::from_env().map_err(|e| e.to_string())?;
     let psql = binaries
         .tool("psql")
@@ -57,38 +72,72 @@ fn run() -> Result<(), String> {
             .unwrap_or_else(|| "unknown".to_owned())
     );
 
-    // No-op migrate and `status --check` on an up-to-date database against
-    // `psql -X -c 'select 1'`, interleaved so all three see the same machine.
-    cluster.ensure_database("noop").map_err(|e| e.to_string())?;
-    bench.ecomind("noop", &["migrate"], None)?;
-    let mut noop = Vec::new();
-    let mut check = Vec::new();
-    let mut floor = Vec::new();
-    for _ in 0..NOOP_RUNS {
-        noop.push(bench.ecomind("noop", &["migrate"], None)?);
-        check.push(bench.ecomind("noop", &["status", "--check"], None)?);
-        floor.push(bench.psql("noop", &["-c", "select 1"])?);
-    }
-    let select_one = median(&floor);
-    report(
-        "no-op migrate (V1..V4 applied)",
-        median(&noop),
-        select_one,
-        "psql -X -c 'select 1'",
-        0.9,
-    );
-    report(
-        "status --check (up to date)",
-        median(&check),
-        select_one,
-        "psql -X -c 'select 1'",
-        0.9,
-    );
-
-    // 500 generated migrations against `psql -X -1 -f` of the same SQL.
     let dir = tempdir_for_migrations()?;
     let (all_sql, all_down) = generate(&dir.0)?;
     let migrations = dir.0.join("migrations");
+    if wanted("startup") {
+        startup(&bench, cluster, &migrations)?;
+    }
+    if wanted("apply") {
+        apply(&bench, cluster, &migrations, &all_sql, &all_down)?;
+    }
+    if wanted("dry-run") {
+        println!();
+        dry_run::run(&bench, cluster, &binaries)?;
+    }
+    Ok(())
+}
+
+/// No-op migrate and `status --check` on up-to-date databases, against `psql -X -c 'select 1'`,
+/// interleaved so all of them see the same machine: with the migrations built into the binary
+/// (as a deploy job runs it) and with a history of [`STARTUP_HISTORY`] read from a folder.
+fn startup(bench: &Bench, cluster: &Cluster, generated: &Path) -> Result<(), String> {
+    let dir = tempdir("startup")?;
+    let folder = dir.0.join("migrations");
+    std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+    for n in 1..=STARTUP_HISTORY {
+        for file in [
+            format!("V{n}__bench_{n}.sql"),
+            format!("V{n}__bench_{n}.down.sql"),
+        ] {
+            std::fs::copy(generated.join(&file), folder.join(&file)).map_err(|e| e.to_string())?;
+        }
+    }
+    cluster.ensure_database("noop").map_err(|e| e.to_string())?;
+    cluster
+        .ensure_database("noop_folder")
+        .map_err(|e| e.to_string())?;
+    bench.ecomind("noop", &["migrate"], None)?;
+    bench.ecomind("noop_folder", &["migrate"], Some(&folder))?;
+    let mut samples: [Vec<Duration>; 5] = Default::default();
+    for _ in 0..NOOP_RUNS {
+        samples[0].push(bench.ecomind("noop", &["migrate"], None)?);
+        samples[1].push(bench.ecomind("noop", &["status", "--check"], None)?);
+        samples[2].push(bench.ecomind("noop_folder", &["migrate"], Some(&folder))?);
+        samples[3].push(bench.ecomind("noop_folder", &["status", "--check"], Some(&folder))?);
+        samples[4].push(bench.psql("noop", &["-c", "select 1"])?);
+    }
+    let floor = median(&samples[4]);
+    let rows = [
+        "no-op migrate (V1..V4 built in)".to_owned(),
+        "status --check (V1..V4 built in)".to_owned(),
+        format!("no-op migrate ({STARTUP_HISTORY} in a folder)"),
+        format!("status --check ({STARTUP_HISTORY} in a folder)"),
+    ];
+    for (row, ours) in rows.iter().zip(&samples) {
+        report(row, median(ours), floor, "psql -X -c 'select 1'", 0.9);
+    }
+    Ok(())
+}
+
+/// The generated migrations applied and rolled back, against `psql -X -1 -f` of the same SQL.
+fn apply(
+    bench: &Bench,
+    cluster: &Cluster,
+    migrations: &Path,
+    all_sql: &Path,
+    all_down: &Path,
+) -> Result<(), String> {
     let (mut apply, mut apply_floor) = (Vec::new(), Vec::new());
     let (mut rollback, mut rollback_floor) = (Vec::new(), Vec::new());
     let all_sql = all_sql.display().to_string();
@@ -100,11 +149,11 @@ fn run() -> Result<(), String> {
         let mut run_ours = || -> Result<(), String> {
             let db = format!("apply_ours_{i}");
             cluster.ensure_database(&db).map_err(|e| e.to_string())?;
-            apply.push(bench.ecomind(&db, &["migrate"], Some(&migrations))?);
+            apply.push(bench.ecomind(&db, &["migrate"], Some(migrations))?);
             rollback.push(bench.ecomind(
                 &db,
                 &["rollback", "--steps", &steps],
-                Some(&migrations),
+                Some(migrations),
             )?);
             Ok(())
         };
@@ -133,8 +182,6 @@ fn run() -> Result<(), String> {
         "psql -X -1 -f (same downs)",
         1.2,
     );
-    println!();
-    dry_run::run(&bench, cluster, &binaries)?;
     Ok(())
 }
 
