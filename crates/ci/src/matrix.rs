@@ -39,6 +39,8 @@ pub enum Step {
     Verify,
     /// `lint` of the migrations folder.
     Lint,
+    /// `dry-run` of a small generated snapshot at V1 (`ci/snapshot-seed.sql`).
+    DryRun,
 }
 
 impl Step {
@@ -51,16 +53,18 @@ impl Step {
             Step::Baseline => "baseline",
             Step::Verify => "verify",
             Step::Lint => "lint",
+            Step::DryRun => "dry-run",
         }
     }
 
-    const ALL: [Step; 6] = [
+    const ALL: [Step; 7] = [
         Step::ConfigCheck,
         Step::Migrate,
         Step::RoundTrip,
         Step::Baseline,
         Step::Verify,
         Step::Lint,
+        Step::DryRun,
     ];
 
     fn parse(name: &str) -> Option<Step> {

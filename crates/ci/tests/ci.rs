@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ecomind_ci::{check_branch_versions, Matrix, Source};
+use ecomind_ci::{check_branch_versions, Matrix, Source, Step};
 use serde_yaml::Value;
 
 fn root() -> PathBuf {
@@ -44,6 +44,18 @@ fn the_matrix_is_every_environment_by_every_major_13_to_18() {
         Source::Debian
     );
     assert_eq!(matrix.cells(None, None).unwrap().len(), 18);
+    assert_eq!(
+        matrix.steps,
+        [
+            Step::ConfigCheck,
+            Step::Migrate,
+            Step::RoundTrip,
+            Step::Baseline,
+            Step::Verify,
+            Step::Lint,
+            Step::DryRun
+        ]
+    );
     assert_eq!(matrix.cells(Some(17), None).unwrap().len(), 3);
     assert_eq!(matrix.cells(Some(17), Some("prod")).unwrap().len(), 1);
     assert_eq!(
@@ -89,6 +101,11 @@ fn the_workflow_runs_the_same_cells_as_the_matrix() {
     assert!(
         run.iter()
             .any(|r| r == "cargo xtask ci --pg ${{ matrix.pg }} --env ${{ matrix.env }}"),
+        "{run:?}"
+    );
+    // The dry-run step dumps its snapshot with pg_dump and restores it with pg_restore.
+    assert!(
+        run.iter().any(|r| r.contains(" postgresql-client-15")),
         "{run:?}"
     );
     let uses: Vec<&str> = steps

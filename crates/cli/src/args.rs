@@ -411,7 +411,7 @@ pub struct DryRunArgs {
     pub no_cache: bool,
 
     /// Remove every cached template, and do nothing else.
-    #[arg(long, conflicts_with_all = ["snapshot", "no_cache", "no_rollback", "report", "baseline"])]
+    #[arg(long, conflicts_with_all = ["snapshot", "no_cache", "no_rollback", "report", "baseline", "pg_major"])]
     pub prune_cache: bool,
 
     /// How many templates the cache keeps (the least recently used go first).
@@ -425,4 +425,8 @@ pub struct DryRunArgs {
     /// Also write the report as Markdown to this file, for a change request.
     #[arg(long, value_name = "FILE.md")]
     pub report: Option<PathBuf>,
+
+    /// Run the sandbox on this installed PostgreSQL major instead of the dump's own, e.g. to rehearse on the major you are upgrading to (not older than the dump's).
+    #[arg(long, value_name = "N")]
+    pub pg_major: Option<u32>,
 }

@@ -23,6 +23,7 @@ pub fn command(args: &crate::args::DryRunArgs, out: &Output) -> Result<u8> {
         keep_templates: usize::from(args.keep_templates),
         baseline: args.baseline,
         report: args.report.as_deref(),
+        pg_major: args.pg_major,
     };
     run(
         &resolved,
@@ -52,6 +53,8 @@ pub struct DryRun<'a> {
     pub baseline: Option<i32>,
     /// `--report FILE.md`.
     pub report: Option<&'a Path>,
+    /// `--pg-major N`.
+    pub pg_major: Option<u32>,
 }
 
 /// Runs `dry-run` and returns the exit code: 0 pass, 1 a migration failed, 4 possible data
@@ -119,6 +122,7 @@ pub fn run(
         cache: cache.as_ref(),
         configured_bin_dir: bin_dir.as_deref(),
         jobs,
+        server_major: args.pg_major,
         actor,
     };
     let mut view = StageView::new(out);

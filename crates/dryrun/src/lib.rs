@@ -59,6 +59,8 @@ pub struct DryRunOptions<'a> {
     pub configured_bin_dir: Option<&'a Path>,
     /// pg_restore's `--jobs`.
     pub jobs: usize,
+    /// Run the sandbox on this installed PostgreSQL major instead of the dump's own (not older).
+    pub server_major: Option<u32>,
     /// Recorded in the sandbox's event log.
     pub actor: &'a Actor,
 }
@@ -151,6 +153,7 @@ pub fn dry_run(
             configured_bin_dir: opts.configured_bin_dir,
             jobs: opts.jobs,
             cache: opts.cache,
+            server_major: opts.server_major,
         },
         &mut |p| on_progress(Stage::Restore(p)),
     )?;

@@ -111,6 +111,16 @@ impl Binaries {
         })
     }
 
+    /// Binaries of `major` that exist only in unit tests.
+    #[cfg(test)]
+    pub(crate) fn fake(major: u32) -> Binaries {
+        Binaries {
+            dir: PathBuf::from(format!("/nonexistent/postgresql/{major}/bin")),
+            major,
+            version: format!("postgres (PostgreSQL) {major}.0"),
+        }
+    }
+
     /// The folder holding the binaries.
     pub fn dir(&self) -> &Path {
         &self.dir

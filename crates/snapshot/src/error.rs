@@ -223,6 +223,22 @@ pub enum Error {
         /// The folders searched.
         looked: String,
     },
+    /// The major asked for is not among the installations found.
+    #[error("PostgreSQL {major} is not installed here (found {found}); install its server (e.g. Debian's postgresql-{major}) or set ECOMIND_DB_BIN_DIR to its bin folder, or ask for one of the majors found")]
+    MajorNotInstalled {
+        /// The major asked for.
+        major: u32,
+        /// The majors found, newest first, or `none`.
+        found: String,
+    },
+    /// The major asked for is older than the dump's.
+    #[error("the dump comes from PostgreSQL {source_major}, and PostgreSQL {major} is older: pg_dump output is only supported into the same or a newer major; ask for {source_major} or newer")]
+    MajorOlderThanDump {
+        /// The major asked for.
+        major: u32,
+        /// The dump's major.
+        source_major: u32,
+    },
     /// Restoring the dump failed.
     #[error("restoring {path} failed: {detail}")]
     RestoreFailed {

@@ -42,6 +42,9 @@ pub struct RestoreOptions<'a> {
     pub jobs: usize,
     /// The template cache; `None` restores from the dump every time and keeps nothing.
     pub cache: Option<&'a TemplateCache>,
+    /// Run the sandbox on this installed major instead of the dump's own (e.g. the major an
+    /// upgrade goes to); not older than the dump's.
+    pub server_major: Option<u32>,
 }
 
 /// What the restore tells its caller while it works.
@@ -94,7 +97,7 @@ pub struct Restored {
 /// Restores `opts.dump` into a new sandbox.
 ///
 /// Chooses the server of the dump's major version where it is installed (else the nearest,
-/// and says so), checks that a pg_restore here can read the archive, restores with
+/// and says so; or the major `opts.server_major` asks for), checks that a pg_restore here can read the archive, restores with
 /// `pg_restore --jobs N --no-owner --no-privileges --exit-on-error` (psql with
 /// `ON_ERROR_STOP` and ownership and privilege statements left out for SQL scripts), runs
 /// ANALYZE, and turns autovacuum back on. With a cache, an earlier restore of the same dump is
@@ -105,7 +108,8 @@ pub fn restore(
     on_progress: &mut dyn FnMut(RestoreProgress),
 ) -> Result<Restored, Error> {
     let installed = Binaries::installed(opts.configured_bin_dir);
-    let (server, major_note) = choose_server(&installed, opts.dump.source_major())?;
+    let (server, major_note) =
+        choose_server(&installed, opts.dump.source_major(), opts.server_major)?;
     let client = choose_client(&installed, opts.dump)?;
     let database = opts
         .dump
@@ -233,12 +237,17 @@ fn options_tag(format: DumpFormat) -> &'static str {
     }
 }
 
-/// The server for a dump from `source_major`: that major if installed, else the lowest newer
-/// one, else the newest; with a sentence when it is not the dump's own.
+/// The server for a dump from `source_major`: `wanted` when given (it must be installed and not
+/// older than the dump's major), else the dump's major if installed, else the lowest newer one,
+/// else the newest; with a sentence when it is not the dump's own.
 pub fn choose_server(
     installed: &[Binaries],
     source_major: Option<u32>,
+    wanted: Option<u32>,
 ) -> Result<(Binaries, Option<String>), Error> {
+    if let Some(major) = wanted {
+        return chosen_major(installed, source_major, major);
+    }
     let Some(newest) = installed.first() else {
         return Binaries::locate(None).map(|b| (b, None));
     };
@@ -268,6 +277,41 @@ pub fn choose_server(
             chosen.major()
         )),
     ))
+}
+
+/// The server of the major asked for, with a sentence when it is not the dump's own.
+fn chosen_major(
+    installed: &[Binaries],
+    source_major: Option<u32>,
+    major: u32,
+) -> Result<(Binaries, Option<String>), Error> {
+    let Some(server) = installed.iter().find(|b| b.major() == major) else {
+        let found: Vec<String> = installed.iter().map(|b| b.major().to_string()).collect();
+        return Err(Error::MajorNotInstalled {
+            major,
+            found: if found.is_empty() {
+                "none".to_owned()
+            } else {
+                found.join(", ")
+            },
+        });
+    };
+    let note = match source_major {
+        Some(source) if source == major => None,
+        Some(source) if source > major => {
+            return Err(Error::MajorOlderThanDump {
+                major,
+                source_major: source,
+            })
+        }
+        Some(source) => Some(format!(
+            "the dump comes from PostgreSQL {source}; the sandbox runs PostgreSQL {major}, as asked, so timings come from PostgreSQL {major}"
+        )),
+        None => Some(format!(
+            "the dump does not say which PostgreSQL it came from; the sandbox runs PostgreSQL {major}, as asked"
+        )),
+    };
+    Ok((server.clone(), note))
 }
 
 /// The installation whose pg_restore and psql restore the dump: the newest that has them.
@@ -575,6 +619,62 @@ impl<R: Read + 'static> Read for PlainFilter<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn installed(majors: &[u32]) -> Vec<Binaries> {
+        majors.iter().map(|&m| Binaries::fake(m)).collect()
+    }
+
+    fn chosen(majors: &[u32], source: Option<u32>, wanted: Option<u32>) -> (u32, Option<String>) {
+        let (server, note) = choose_server(&installed(majors), source, wanted).expect("a server");
+        (server.major(), note)
+    }
+
+    #[test]
+    fn the_dump_s_own_major_when_installed_else_the_lowest_newer_one() {
+        assert_eq!(chosen(&[17, 15, 13], Some(15), None), (15, None));
+        let (major, note) = chosen(&[17, 16, 13], Some(15), None);
+        assert_eq!(major, 16);
+        assert_eq!(
+            note.as_deref(),
+            Some("the dump comes from PostgreSQL 15, which is not installed here (found 17, 16, 13); timings come from PostgreSQL 16")
+        );
+        let (major, note) = chosen(&[17, 15], None, None);
+        assert_eq!(major, 17);
+        assert!(note.unwrap().starts_with("the dump does not say"));
+    }
+
+    #[test]
+    fn an_asked_for_major_runs_the_sandbox_and_the_note_says_so() {
+        assert_eq!(chosen(&[17, 15], Some(17), Some(17)), (17, None));
+        let (major, note) = chosen(&[18, 17, 15], Some(15), Some(17));
+        assert_eq!(major, 17);
+        assert_eq!(
+            note.as_deref(),
+            Some("the dump comes from PostgreSQL 15; the sandbox runs PostgreSQL 17, as asked, so timings come from PostgreSQL 17")
+        );
+        let (major, note) = chosen(&[17, 15], None, Some(15));
+        assert_eq!(major, 15);
+        assert_eq!(
+            note.as_deref(),
+            Some("the dump does not say which PostgreSQL it came from; the sandbox runs PostgreSQL 15, as asked")
+        );
+    }
+
+    #[test]
+    fn an_asked_for_major_that_is_missing_or_older_than_the_dump_is_refused() {
+        let error = choose_server(&installed(&[17, 15, 13]), Some(15), Some(16)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "PostgreSQL 16 is not installed here (found 17, 15, 13); install its server (e.g. Debian's postgresql-16) or set ECOMIND_DB_BIN_DIR to its bin folder, or ask for one of the majors found"
+        );
+        let error = choose_server(&[], Some(15), Some(16)).unwrap_err();
+        assert!(error.to_string().contains("(found none)"), "{error}");
+        let error = choose_server(&installed(&[17, 15, 13]), Some(15), Some(13)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the dump comes from PostgreSQL 15, and PostgreSQL 13 is older: pg_dump output is only supported into the same or a newer major; ask for 15 or newer"
+        );
+    }
 
     #[test]
     fn the_plain_filter_leaves_out_owners_and_privileges_but_not_data() {

@@ -449,6 +449,35 @@ fn bad_inputs_exit_1_with_a_sentence_and_leave_nothing() {
 }
 
 #[test]
+fn a_pg_major_that_is_not_installed_exits_1_naming_the_majors_found_and_leaves_nothing() {
+    let place = Place::new();
+    let custom = snapshots().files[0].1.to_string_lossy().into_owned();
+    let output = place.run(&[
+        "dry-run",
+        "--env",
+        "dev",
+        "--no-cache",
+        "--snapshot",
+        &custom,
+        "--pg-major",
+        "99",
+    ]);
+    assert_exit(&output, 1);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("PostgreSQL 99 is not installed here (found ")
+            && stderr.contains("or ask for one of the majors found"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1
+    );
+    place.assert_empty();
+    assert!(!place.dir.path().join("cache").exists(), "nothing cached");
+}
+
+#[test]
 fn sigterm_during_the_restore_leaves_nothing_behind() {
     let place = Place::new();
     let snapshot = &snapshots().files[0].1;

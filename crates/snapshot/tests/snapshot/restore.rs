@@ -87,6 +87,7 @@ fn restore_options<'a>(dump: &'a Dump, cache: Option<&'a TemplateCache>) -> Rest
         configured_bin_dir: None,
         jobs: 2,
         cache,
+        server_major: None,
     }
 }
 
