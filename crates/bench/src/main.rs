@@ -73,13 +73,13 @@ fn run() -> Result<(), String> {
     );
 
     let dir = tempdir_for_migrations()?;
-    let (all_sql, all_down) = generate(&dir.0)?;
+    let generated = generate(&dir.0)?;
     let migrations = dir.0.join("migrations");
     if wanted("startup") {
         startup(&bench, cluster, &migrations)?;
     }
     if wanted("apply") {
-        apply(&bench, cluster, &migrations, &all_sql, &all_down)?;
+        apply(&bench, cluster, &migrations, &generated)?;
     }
     if wanted("dry-run") {
         println!();
@@ -130,58 +130,70 @@ fn startup(bench: &Bench, cluster: &Cluster, generated: &Path) -> Result<(), Str
     Ok(())
 }
 
-/// The generated migrations applied and rolled back, against `psql -X -1 -f` of the same SQL.
+/// The generated migrations applied and rolled back, against `psql -X -1 -f` of the same SQL
+/// (the floor the targets are set against), and against `psql -X -f` of the same SQL with each
+/// migration in its own transaction (the contract the tool keeps, shown for reference).
 fn apply(
     bench: &Bench,
     cluster: &Cluster,
     migrations: &Path,
-    all_sql: &Path,
-    all_down: &Path,
+    generated: &Generated,
 ) -> Result<(), String> {
-    let (mut apply, mut apply_floor) = (Vec::new(), Vec::new());
-    let (mut rollback, mut rollback_floor) = (Vec::new(), Vec::new());
-    let all_sql = all_sql.display().to_string();
-    let all_down = all_down.display().to_string();
+    // ours, psql -1, psql with a transaction per migration; apply and rollback each.
+    let mut samples: [[Vec<Duration>; 2]; 3] = Default::default();
     let steps = GENERATED.to_string();
+    let path = |p: &Path| p.display().to_string();
+    let (all, all_down) = (path(&generated.all), path(&generated.all_down));
+    let (each, each_down) = (path(&generated.each), path(&generated.each_down));
     for i in 0..APPLY_RUNS {
-        // Each run gets a database created just before it, and the order alternates, so neither
-        // side inherits the other's (or CREATE DATABASE's) background writes.
-        let mut run_ours = || -> Result<(), String> {
-            let db = format!("apply_ours_{i}");
+        // Each run gets a database created just before it, and the order rotates, so none
+        // inherits another's (or CREATE DATABASE's) background writes more than the others.
+        for k in 0..3 {
+            let side = (i + k) % 3;
+            let db = format!("apply_{side}_{i}");
             cluster.ensure_database(&db).map_err(|e| e.to_string())?;
-            apply.push(bench.ecomind(&db, &["migrate"], Some(migrations))?);
-            rollback.push(bench.ecomind(
-                &db,
-                &["rollback", "--steps", &steps],
-                Some(migrations),
-            )?);
-            Ok(())
-        };
-        if i % 2 == 1 {
-            run_ours()?;
-        }
-        let db = format!("apply_psql_{i}");
-        cluster.ensure_database(&db).map_err(|e| e.to_string())?;
-        apply_floor.push(bench.psql(&db, &["-1", "-f", &all_sql])?);
-        rollback_floor.push(bench.psql(&db, &["-1", "-f", &all_down])?);
-        if i % 2 == 0 {
-            run_ours()?;
+            let (up, down) = match side {
+                0 => (
+                    bench.ecomind(&db, &["migrate"], Some(migrations))?,
+                    bench.ecomind(&db, &["rollback", "--steps", &steps], Some(migrations))?,
+                ),
+                1 => (
+                    bench.psql(&db, &["-1", "-f", &all])?,
+                    bench.psql(&db, &["-1", "-f", &all_down])?,
+                ),
+                _ => (
+                    bench.psql(&db, &["-f", &each])?,
+                    bench.psql(&db, &["-f", &each_down])?,
+                ),
+            };
+            samples[side][0].push(up);
+            samples[side][1].push(down);
         }
     }
-    report(
-        &format!("apply {GENERATED} migrations"),
-        median(&apply),
-        median(&apply_floor),
-        "psql -X -1 -f (same SQL)",
-        1.05,
-    );
-    report(
-        &format!("rollback {GENERATED} migrations"),
-        median(&rollback),
-        median(&rollback_floor),
-        "psql -X -1 -f (same downs)",
-        1.2,
-    );
+    for (d, (what, floor_name, target)) in [
+        ("apply", "psql -X -1 -f (same SQL)", 1.05),
+        ("rollback", "psql -X -1 -f (same downs)", 1.2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ours = median(&samples[0][d]);
+        report(
+            &format!("{what} {GENERATED} migrations"),
+            ours,
+            median(&samples[1][d]),
+            floor_name,
+            target,
+        );
+        let each = median(&samples[2][d]);
+        println!(
+            "{:<34} ecomind-db {:>9.1} ms   psql -X -f, a transaction per migration {:.1} ms   ratio {:.2}x (for reference)",
+            format!("  {what}, same contract"),
+            ours.as_secs_f64() * 1000.0,
+            each.as_secs_f64() * 1000.0,
+            ours.as_secs_f64() / each.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -265,13 +277,25 @@ pub(crate) fn tempdir(what: &str) -> Result<TempDir, String> {
     Ok(TempDir(dir))
 }
 
-/// Writes V1..V500 (each a table with an index and a comment) and their downs, and the same SQL
-/// concatenated for psql: the ups in order and the downs newest first. Returns both files; the
-/// migrations are in `dir/migrations`.
-fn generate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+/// The generated migrations and the same SQL concatenated for psql.
+struct Generated {
+    /// The ups in order, for `psql -1 -f`.
+    all: PathBuf,
+    /// The downs newest first, for `psql -1 -f`.
+    all_down: PathBuf,
+    /// The ups, each between `BEGIN` and `COMMIT`: the contract the tool keeps (every migration
+    /// commits on its own, with its history row), without the history.
+    each: PathBuf,
+    /// The downs likewise.
+    each_down: PathBuf,
+}
+
+/// Writes V1..V{GENERATED} (each a table with an index and a comment) and their downs into
+/// `dir/migrations`, and the same SQL concatenated for psql.
+fn generate(dir: &Path) -> Result<Generated, String> {
     let migrations = dir.join("migrations");
     std::fs::create_dir_all(&migrations).map_err(|e| e.to_string())?;
-    let mut all = String::new();
+    let (mut all, mut each) = (String::new(), String::new());
     let mut downs = Vec::new();
     for n in 1..=GENERATED {
         let up = format!(
@@ -285,14 +309,27 @@ fn generate(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         std::fs::write(migrations.join(format!("V{n}__bench_{n}.down.sql")), &down)
             .map_err(|e| e.to_string())?;
         all.push_str(&up);
+        each.push_str(&format!("BEGIN;\n{up}COMMIT;\n"));
         downs.push(down);
     }
-    let file = dir.join("all.sql");
-    std::fs::write(&file, all).map_err(|e| e.to_string())?;
     downs.reverse();
-    let down_file = dir.join("all.down.sql");
-    std::fs::write(&down_file, downs.concat()).map_err(|e| e.to_string())?;
-    Ok((file, down_file))
+    let write = |name: &str, text: String| -> Result<PathBuf, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    Ok(Generated {
+        all: write("all.sql", all)?,
+        each: write("each.sql", each)?,
+        all_down: write("all.down.sql", downs.concat())?,
+        each_down: write(
+            "each.down.sql",
+            downs
+                .iter()
+                .map(|d| format!("BEGIN;\n{d}COMMIT;\n"))
+                .collect(),
+        )?,
+    })
 }
 
 fn median(samples: &[Duration]) -> Duration {
