@@ -55,25 +55,34 @@ pub(crate) fn run(bench: &Bench, cluster: &Cluster, binaries: &Binaries) -> Resu
         .arg(&large);
     let floor = crate::timed(floor, "pg_restore")?;
 
+    // A machine that has never dry-run makes its first empty cluster with initdb; every later
+    // first restore of a new dump copies that cluster instead. Both are measured: the cold one
+    // in a cache of its own, the usual one after a small dry run has filled the cache.
+    let cold = dry_run(bench, &large, &dir.0.join("cold-cache"))?;
     let cache = dir.0.join("cache");
+    let small_run = dry_run(bench, &small, &cache)?;
     let first = dry_run(bench, &large, &cache)?;
     let cached = dry_run(bench, &large, &cache)?;
-    if first.from_cache || !cached.from_cache {
+    if cold.from_cache || first.from_cache || !cached.from_cache {
         return Err("the second dry run did not come from the template cache".to_owned());
     }
-    for m in [&first, &cached] {
+    for m in [&cold, &small_run, &first, &cached] {
         if m.verdict != "pass" {
             return Err(format!("the dry run's verdict was {}", m.verdict));
         }
     }
-    let ratio = first.restore_seconds / floor.as_secs_f64();
-    println!(
-        "{:<34} ecomind-db {:>9.1} ms   floor {:>9.1} ms (pg_restore --jobs {jobs} alone)   ratio {ratio:.2}x (target <= 1.15x) {}",
-        "first dry-run restore",
-        first.restore_seconds * 1000.0,
-        floor.as_secs_f64() * 1000.0,
-        if ratio <= 1.15 { "ok" } else { "OVER TARGET" }
-    );
+    for (what, m) in [
+        ("first restore of a new dump", &first),
+        ("  the same, never dry-run before", &cold),
+    ] {
+        let ratio = m.restore_seconds / floor.as_secs_f64();
+        println!(
+            "{what:<34} ecomind-db {:>9.1} ms   floor {:>9.1} ms (pg_restore --jobs {jobs} alone)   ratio {ratio:.2}x (target <= 1.15x) {}",
+            m.restore_seconds * 1000.0,
+            floor.as_secs_f64() * 1000.0,
+            if ratio <= 1.15 { "ok" } else { "OVER TARGET" }
+        );
+    }
     let ratio = cached.restore_seconds / first.restore_seconds;
     println!(
         "{:<34} ecomind-db {:>9.1} ms   first {:>9.1} ms   ratio {ratio:.2}x (target <= 0.10x) {}",
@@ -97,7 +106,6 @@ pub(crate) fn run(bench: &Bench, cluster: &Cluster, binaries: &Binaries) -> Resu
             file_copy.as_secs_f64() * 1000.0
         );
     }
-    let small_run = dry_run(bench, &small, &dir.0.join("small-cache"))?;
     println!(
         "{:<34} {SMALL} events {:>7} kB   {LARGE} events {:>7} kB (cached repeat {:>7} kB)   ratio {:.2}x",
         "peak RSS of the dry-run process",
