@@ -539,6 +539,19 @@ fn check_statements(file: &str, text: &str, emptiness: Emptiness) -> Result<bool
             ),
         });
     }
+    if let Some(statement) = statements
+        .iter()
+        .find(|s| classify(s.sql).releases_advisory_locks)
+    {
+        return Err(Error::InvalidCatalog {
+            file: file.to_owned(),
+            reason: format!(
+                "line {} releases the session's advisory locks (`{}`), the migration lock among them, so a second deploy could start migrating at the same time; remove it (DISCARD TEMP, PLANS or SEQUENCES release nothing)",
+                statement.line,
+                statement.sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            ),
+        });
+    }
     Ok(false)
 }
 
@@ -581,6 +594,28 @@ mod tests {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn a_statement_that_releases_the_migration_lock_is_refused() {
+        let load = |up: &str| {
+            Catalog::from_files([("V1__a.sql", up), ("V1__a.down.sql", "SELECT 1;")])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for up in [
+            "-- ecomind:no-transaction\nCREATE TABLE a (id int);\nDISCARD ALL;\n",
+            "SELECT pg_advisory_unlock_all();",
+            "DO $$BEGIN PERFORM pg_catalog.pg_advisory_unlock_all(); END$$;",
+        ] {
+            let err = load(up).expect_err(up);
+            assert!(
+                err.contains("releases the session's advisory locks"),
+                "{err}"
+            );
+        }
+        load("-- ecomind:no-transaction\nDISCARD TEMP;\n").expect("DISCARD TEMP keeps the lock");
+        load("SELECT 'DISCARD ALL';").expect("a string is not a statement");
     }
 
     #[test]

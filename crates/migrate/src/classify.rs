@@ -70,6 +70,9 @@ pub struct Statement<'a> {
     /// `RESET search_path`, `RESET ALL`, `set_config('search_path', ...)`, or a `DO` block
     /// that does one of those.
     pub search_path_change: bool,
+    /// True when it releases the session's advisory locks, the migration lock among them:
+    /// `DISCARD ALL`, or a call of `pg_advisory_unlock_all` (also in a `DO` block).
+    pub releases_advisory_locks: bool,
     /// The byte range in `sql` of the `CONCURRENTLY` keyword, outside parentheses.
     concurrently: Option<(usize, usize)>,
 }
@@ -141,6 +144,12 @@ pub fn classify(sql: &str) -> Statement<'_> {
         || calls_set_config_on_search_path(&tokens)
         || (0..body_tokens.len()).any(|i| sets_search_path_at(&body_tokens, i))
         || calls_set_config_on_search_path(&body_tokens);
+    let unlock_all =
+        |tokens: &[Token<'_>]| tokens.iter().any(|t| t.is_word("pg_advisory_unlock_all"));
+    let releases_advisory_locks = (word(&tokens, 0).as_deref() == Some("discard")
+        && word(&tokens, 1).as_deref() == Some("all"))
+        || unlock_all(&tokens)
+        || unlock_all(&body_tokens);
     Statement {
         sql,
         kind,
@@ -148,6 +157,7 @@ pub fn classify(sql: &str) -> Statement<'_> {
         target: target(sql, kind, &tokens),
         session_change,
         search_path_change,
+        releases_advisory_locks,
         concurrently: concurrently(&tokens),
     }
 }
