@@ -164,14 +164,16 @@ pub fn migrate(
         }
     }
     let direction = options.target.direction();
-    // Nearly every run finds nothing to do: one round trip tells, and then no lock is taken
-    // and nothing is written. A run elsewhere that is applying migrations this catalog has
-    // shows them as pending, so this run waits for its lock below and finds them applied.
-    let first = probe::probe(client, false)?;
+    // Nearly every run finds nothing to do: one round trip tells, and then the migration lock is
+    // not taken and nothing is written. That answer counts only when no run held the lock while
+    // the history was read: a run applying migrations shows them as pending, but one rolling
+    // back still shows the rows it is removing. Otherwise this run waits for the lock below and
+    // reads the history again under it.
+    let first = probe::probe(client, probe::Ask::Lock)?;
     if first.in_recovery {
         return Err(Error::Standby);
     }
-    if first.tables_complete {
+    if first.tables_complete && first.lock_free == Some(true) {
         if let Ok(steps) = steps(catalog, &first.applied, options) {
             if steps.is_empty() {
                 on_progress(Progress::Planned(direction, &[]));
@@ -191,7 +193,7 @@ pub fn migrate(
         |client| {
             // Read again under the lock: another run may have finished in between.
             let probe = if first.tables_complete {
-                probe::probe(client, false)?
+                probe::probe(client, probe::Ask::History)?
             } else {
                 // The history table was not there a moment ago; most likely it still is not, so
                 // its questions are asked one at a time rather than refused as one message.

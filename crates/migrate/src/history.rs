@@ -139,7 +139,7 @@ pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
 
 /// Reads the history, or an empty one when the table does not exist yet (a database never migrated).
 pub(crate) fn read(client: &mut Client) -> Result<Vec<AppliedMigration>, Error> {
-    Ok(crate::probe::probe(client, false)?.applied)
+    Ok(crate::probe::probe(client, crate::probe::Ask::History)?.applied)
 }
 
 /// The first event-log row of an attempt to run a script: written and committed before the
@@ -153,18 +153,19 @@ pub(crate) struct AttemptStart<'a> {
     pub statements: usize,
 }
 
-/// The statement that writes an attempt's `started` row. It names the server backend (its pid,
-/// and its start time, which the session set-up keeps in `ecomind.backend_start`), so a reader
-/// can tell an attempt still running from one that died; and it keeps the row's id in the
-/// session's `ecomind.attempt`, where the rows that follow find it ([`this_attempt`]).
+/// The statement that writes an attempt's `started` row. It names the server backend (its pid
+/// and start time), so a reader can tell an attempt still running from one that died; and it
+/// keeps the row's id in the session's `ecomind.attempt`, where the rows that follow find it
+/// ([`this_attempt`]). The backend is read with `pg_stat_get_activity(pid)`, not the
+/// pg_stat_activity view, which costs more to plan than the row costs to write.
 pub(crate) fn attempt_start_sql(actor: &Actor, start: &AttemptStart<'_>) -> String {
     format!(
         "INSERT INTO ecomind_migration_events \
          (version, name, direction, outcome, started_at, os_user, client_host, tool_version, \
           backend_pid, backend_start, transactional, statements_total, statements_done) \
-         VALUES ({version}, {name}, {direction}, 'started', clock_timestamp(), {os_user}, {host}, {tool}, \
-                pg_backend_pid(), current_setting('ecomind.backend_start')::timestamptz, \
-                {transactional}, {statements}, 0) \
+         SELECT {version}, {name}, {direction}, 'started', clock_timestamp(), {os_user}, {host}, {tool}, \
+                a.pid, a.backend_start, {transactional}, {statements}, 0 \
+         FROM pg_stat_get_activity(pg_backend_pid()) a \
          RETURNING set_config('ecomind.attempt', id::text, false)",
         version = start.version,
         name = literal(start.name),
@@ -177,50 +178,34 @@ pub(crate) fn attempt_start_sql(actor: &Actor, start: &AttemptStart<'_>) -> Stri
     )
 }
 
-/// Keeps this backend's start time in the session (`ecomind.backend_start`, exact to the
-/// microsecond, in UTC) for the `started` rows: read once per session set-up, not per row, as
-/// pg_stat_activity costs more to plan than the row costs to write.
-pub(crate) const REMEMBER_BACKEND: &str = "SELECT set_config('ecomind.backend_start', \
-    to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', false) \
-    FROM pg_stat_activity WHERE pid = pg_backend_pid(); ";
-
 /// The id of this session's `started` row for a version and direction: the attempt running
-/// now, which no row has ended yet. It is the id the start row kept in `ecomind.attempt`. A
-/// script that may have changed the session (`RESET ALL`, `DISCARD ALL`) may have cleared that,
-/// so after one (`session_changed`) the newest such row of this backend is looked up instead;
-/// the run holds the migration lock, so no other session writes one meanwhile, and the
-/// backend's start time tells this session from an earlier one that had the same pid.
-fn this_attempt(version: i32, direction: &str, session_changed: bool) -> String {
+/// now, which no row has ended yet. It is the id the start row kept in `ecomind.attempt`,
+/// looked up by primary key. A script can clear that setting (`RESET ALL`, also from inside a
+/// function or a DO block, where no classifier sees it); then, and only then, the newest such
+/// row of this backend is looked up instead (COALESCE evaluates the second subquery only when
+/// the first is NULL). The run holds the migration lock, so no other session writes one
+/// meanwhile, and the backend's start time tells this session from an earlier one that had the
+/// same pid.
+fn this_attempt(version: i32, direction: &str) -> String {
     let direction = literal(direction);
-    let kept = format!(
-        "(SELECT s.id FROM ecomind_migration_events s \
-          WHERE s.id = nullif(current_setting('ecomind.attempt', true), '')::bigint \
-            AND s.outcome = 'started' AND s.version = {version} AND s.direction = {direction} \
-            AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id))"
-    );
-    if !session_changed {
-        return kept;
-    }
     format!(
-        "coalesce({kept}, \
-          (SELECT max(s.id) FROM ecomind_migration_events s \
-           JOIN pg_stat_activity a ON a.pid = pg_backend_pid() \
-           WHERE s.outcome = 'started' AND s.backend_pid = a.pid AND s.backend_start = a.backend_start \
-             AND s.version = {version} AND s.direction = {direction}))"
+        "coalesce(\
+           (SELECT s.id FROM ecomind_migration_events s \
+            WHERE s.id = nullif(current_setting('ecomind.attempt', true), '')::bigint \
+              AND s.outcome = 'started' AND s.version = {version} AND s.direction = {direction} \
+              AND NOT EXISTS (SELECT 1 FROM ecomind_migration_events e WHERE e.attempt = s.id)), \
+           (SELECT max(s.id) FROM ecomind_migration_events s, pg_stat_get_activity(pg_backend_pid()) a \
+            WHERE s.outcome = 'started' AND s.backend_pid = a.pid AND s.backend_start = a.backend_start \
+              AND s.version = {version} AND s.direction = {direction}))"
     )
 }
 
 /// The statement that records how many statements of the running non-transactional attempt
-/// completed; `session_changed` when a statement of the script may have changed the session.
-pub(crate) fn attempt_progress_sql(
-    version: i32,
-    direction: &str,
-    done: usize,
-    session_changed: bool,
-) -> String {
+/// completed.
+pub(crate) fn attempt_progress_sql(version: i32, direction: &str, done: usize) -> String {
     format!(
         "UPDATE ecomind_migration_events SET statements_done = {done} WHERE id = {}",
-        this_attempt(version, direction, session_changed)
+        this_attempt(version, direction)
     )
 }
 
@@ -413,12 +398,8 @@ pub(crate) const ANY_UNFINISHED: &str =
 pub(crate) enum Attempt {
     /// None: the row is an event of its own (a baseline, a repair).
     None,
-    /// The attempt this session is running at the row's version and direction; the script
-    /// may have changed the session (see [`this_attempt`]).
-    Running {
-        /// True when a statement of the script may have changed the session.
-        session_changed: bool,
-    },
+    /// The attempt this session is running at the row's version and direction.
+    Running,
     /// An earlier attempt, by the id of its `started` row (a repair settling it).
     Id(i64),
 }
@@ -509,9 +490,7 @@ pub(crate) fn event_sql(actor: &Actor, row: &EventRow<'_>) -> String {
         detail = row.detail.map_or_else(|| "NULL".to_owned(), literal),
         attempt = match row.attempt {
             Attempt::None => "NULL".to_owned(),
-            Attempt::Running { session_changed } => {
-                this_attempt(row.version, row.direction, session_changed)
-            }
+            Attempt::Running => this_attempt(row.version, row.direction),
             Attempt::Id(id) => id.to_string(),
         },
     )

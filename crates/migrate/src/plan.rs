@@ -127,7 +127,7 @@ impl Status {
 
 /// Reads where the database stands, without taking the lock or changing anything.
 pub fn status(client: &mut Client, catalog: &Catalog) -> Result<Status, Error> {
-    let probe = crate::probe::probe(client, true)?;
+    let probe = crate::probe::probe(client, crate::probe::Ask::Status)?;
     let standby = probe.in_recovery;
     let mut applied = probe.applied;
     let (invalid_indexes, unfinished) = probe.status.unwrap_or_default();

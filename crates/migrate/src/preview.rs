@@ -47,9 +47,9 @@ pub fn preview(
     client
         .batch_execute("SET default_transaction_read_only = on")
         .map_err(Error::db("cannot make the session read-only"))?;
-    let server_version = session::server_version(client)?;
-    let tables_complete = history::tables_complete(client)?;
-    let applied = history::read(client)?;
+    let probe = crate::probe::probe(client, crate::probe::Ask::History)?;
+    let (server_version, tables_complete) = (probe.server_version_num, probe.tables_complete);
+    let applied = probe.applied;
     let direction = options.target.direction();
     let planned = steps(catalog, &applied, options)?;
 
@@ -67,6 +67,19 @@ pub fn preview(
             format!(" ({})", names.join(", "))
         }
     );
+    if planned.is_empty() && tables_complete {
+        let _ = writeln!(
+            sql,
+            "\n-- Nothing to run: the run reads the history in one message and ends, without the\n\
+             -- migration lock and without writing (if another run holds the lock, it waits for it\n\
+             -- and reads the history again first)."
+        );
+        return Ok(SqlPreview {
+            direction,
+            migrations: Vec::new(),
+            sql,
+        });
+    }
     if let Some(check) = session::connection_check(server_version) {
         let _ = writeln!(
             sql,
@@ -179,7 +192,6 @@ fn render_script(
                 script.migration.version(),
                 script.direction.as_str(),
                 index + 1,
-                touched,
             );
             if classify(statement.sql).waits_by_design() {
                 let _ = writeln!(

@@ -28,6 +28,22 @@ pub(crate) struct Probe {
     pub applied: Vec<AppliedMigration>,
     /// For `status`: the invalid indexes and the unfinished attempts.
     pub status: Option<(Vec<InvalidIndex>, Vec<UnfinishedAttempt>)>,
+    /// When asked ([`Ask::Lock`]): true when no run held the migration lock while the history
+    /// was read; `None` when not asked or not known (then take the lock).
+    pub lock_free: Option<bool>,
+}
+
+/// True for the errors that asking one question at a time answers better.
+fn is_missing_or_forbidden(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        [
+            SqlState::UNDEFINED_TABLE,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ]
+        .contains(code)
+    })
 }
 
 /// The server and the history tables, as one row.
@@ -43,9 +59,38 @@ const STATE: &str = "SELECT current_setting('server_version_num'), pg_is_in_reco
 const HISTORY: &str = "SELECT version, coalesce(name, ''), coalesce(applied_on, ''), \
     coalesce(checksum, '') FROM refinery_schema_history ORDER BY version";
 
-/// Asks everything in one round trip; `with_status` adds what `status` shows besides.
-pub(crate) fn probe(client: &mut Client, with_status: bool) -> Result<Probe, Error> {
-    let mut batch = format!("{STATE}; {HISTORY}");
+/// Whether no run holds the migration lock, asked first so that the history read after it in
+/// the same message sees no run half way: a shared lock on the migration key for the message's
+/// own transaction, which conflicts with a run's exclusive one and ends with the message. A
+/// standby is not asked (its refusal comes from the state).
+fn lock_free() -> String {
+    format!(
+        "SELECT CASE WHEN pg_is_in_recovery() THEN true \
+         ELSE pg_try_advisory_xact_lock_shared({}) END",
+        crate::lock::KEY
+    )
+}
+
+/// What a probe asks besides the state and the history.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Nothing more.
+    History,
+    /// Whether a run holds the migration lock (for a run that may end without it).
+    Lock,
+    /// What `status` shows: invalid indexes and unfinished attempts.
+    Status,
+}
+
+/// Asks everything in one round trip.
+pub(crate) fn probe(client: &mut Client, ask: Ask) -> Result<Probe, Error> {
+    let with_status = ask == Ask::Status;
+    let mut batch = String::new();
+    if ask == Ask::Lock {
+        batch.push_str(&lock_free());
+        batch.push_str("; ");
+    }
+    batch.push_str(&format!("{STATE}; {HISTORY}"));
     if with_status {
         // Whether there is anything to list; the lists themselves are asked for only then.
         batch.push_str(&format!(
@@ -56,7 +101,13 @@ pub(crate) fn probe(client: &mut Client, with_status: bool) -> Result<Probe, Err
     }
     match client.simple_query(&batch) {
         Ok(messages) => {
-            let results = split_results(messages);
+            let mut results = split_results(messages);
+            let lock_free = if ask == Ask::Lock {
+                let rows = results.remove(0);
+                Some(rows.first().is_some_and(|row| row.get(0) == Some("t")))
+            } else {
+                None
+            };
             let state = state(results.first())?;
             let applied = history_rows(results.get(1))?;
             let any = |i: usize| {
@@ -86,11 +137,13 @@ pub(crate) fn probe(client: &mut Client, with_status: bool) -> Result<Probe, Err
                 tables_complete: state.2,
                 applied,
                 status,
+                lock_free,
             })
         }
-        // The server refused one of the questions (a table or a column is missing, or cannot
-        // be read): ask them one at a time, so each answers for itself.
-        Err(e) if e.as_db_error().is_some() => one_at_a_time(client, with_status),
+        // A table or a column is missing (a database never migrated, an older event log), or
+        // cannot be read: ask one question at a time, so each answers for itself. Any other
+        // error (a cancel, a shutdown, a timeout) is the answer.
+        Err(e) if is_missing_or_forbidden(&e) => one_at_a_time(client, with_status),
         Err(e) => Err(Error::db("cannot read the migration history")(e)),
     }
 }
@@ -121,6 +174,7 @@ pub(crate) fn one_at_a_time(client: &mut Client, with_status: bool) -> Result<Pr
         tables_complete,
         applied,
         status,
+        lock_free: None,
     })
 }
 

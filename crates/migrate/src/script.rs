@@ -130,9 +130,7 @@ impl Script<'_> {
                 elapsed,
                 error: None,
                 detail: None,
-                attempt: history::Attempt::Running {
-                    session_changed: restore.is_some_and(|r| !r.is_empty()),
-                },
+                attempt: history::Attempt::Running,
             },
         );
         match self.direction {
@@ -371,7 +369,6 @@ impl Runner<'_> {
                     script.migration.version(),
                     script.direction.as_str(),
                     index + 1,
-                    touched,
                 );
                 if concurrent {
                     client.batch_execute(&format!("{}; {progress}", self.session.lock_timeout))?;
@@ -495,10 +492,7 @@ fn record_event(
             elapsed,
             error: Some(detail),
             detail: what,
-            // A failure is rare: the lookup that survives any session change is worth its cost.
-            attempt: history::Attempt::Running {
-                session_changed: true,
-            },
+            attempt: history::Attempt::Running,
         },
     );
 }

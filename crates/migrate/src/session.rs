@@ -105,7 +105,6 @@ impl Session {
         if let Some(t) = statement_timeout {
             reset.push_str(&format!("SET statement_timeout = {}; ", t.as_millis()));
         }
-        reset.push_str(crate::history::REMEMBER_BACKEND);
         let local = |name: &str, value: Option<Duration>| match value {
             Some(t) => format!("SET LOCAL {name} = {}; ", t.as_millis()),
             None => format!("SET LOCAL {name} TO DEFAULT; "),

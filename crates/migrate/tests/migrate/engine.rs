@@ -594,7 +594,7 @@ fn a_held_lock_times_out_naming_its_holder() {
 }
 
 #[test]
-fn an_up_to_date_database_needs_no_lock_while_a_pending_migration_waits_for_it() {
+fn a_no_op_takes_no_migration_lock_but_waits_for_a_run_in_progress() {
     let db = database();
     let actor = actor();
     let v1 = [
@@ -603,19 +603,6 @@ fn an_up_to_date_database_needs_no_lock_while_a_pending_migration_waits_for_it()
     ];
     let first = catalog(&v1);
     migrate(&mut db.client(), &first, &options(&actor), &mut |_| {}).expect("first run");
-    let mut holder = connect_as(&db.conninfo(), "lock-holder-test");
-    let key = i64::from_be_bytes(*b"ecomind-");
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .expect("hold the migration lock");
-    let opts = MigrateOptions {
-        run: RunOptions {
-            lock_wait: Duration::ZERO,
-            ..common::run_options(&actor)
-        },
-        ..options(&actor)
-    };
-    // Nothing pending: the run finds out without the lock, and writes nothing.
     let events = |db: &TestDb| -> i64 {
         db.client()
             .query_one("SELECT count(*) FROM ecomind_migration_events", &[])
@@ -623,11 +610,25 @@ fn an_up_to_date_database_needs_no_lock_while_a_pending_migration_waits_for_it()
             .get(0)
     };
     let before = events(&db);
+    let opts = MigrateOptions {
+        run: RunOptions {
+            lock_wait: Duration::ZERO,
+            ..common::run_options(&actor)
+        },
+        ..options(&actor)
+    };
+    let key = i64::from_be_bytes(*b"ecomind-");
+    // A shared hold on the migration key blocks every run that takes the lock: a no-op is not
+    // held up by it, because it takes none.
+    let mut holder = connect_as(&db.conninfo(), "lock-holder-test");
+    holder
+        .execute("SELECT pg_advisory_lock_shared($1)", &[&key])
+        .expect("hold the key shared");
     let report = migrate(&mut db.client(), &first, &opts, &mut |_| {}).expect("no-op");
     assert!(report.steps.is_empty());
     assert_eq!(report.head, Some(1));
     assert_eq!(events(&db), before, "a no-op writes nothing");
-    // One more migration: now the run needs the lock, and the holder has it.
+    // With a migration pending, the run needs the lock, and cannot have it.
     let longer = catalog(&[
         v1[0],
         v1[1],
@@ -637,6 +638,20 @@ fn an_up_to_date_database_needs_no_lock_while_a_pending_migration_waits_for_it()
     let err = migrate(&mut db.client(), &longer, &opts, &mut |_| {}).expect_err("lock held");
     assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
     assert!(!table_exists(&db, "more"), "nothing ran");
+    // A run in progress elsewhere (here: a rollback that has removed V1's history row but not
+    // committed yet) holds the lock: the no-op does not report "up to date" from what it reads
+    // then, it waits for the lock like any run.
+    holder
+        .batch_execute(&format!(
+            "SELECT pg_advisory_unlock_shared({key}); SELECT pg_advisory_lock({key}); \
+             BEGIN; DELETE FROM refinery_schema_history WHERE version = 1"
+        ))
+        .expect("a rollback in progress");
+    let err = migrate(&mut db.client(), &first, &opts, &mut |_| {}).expect_err("run in progress");
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+    holder
+        .batch_execute("ROLLBACK")
+        .expect("the rollback gives up");
 }
 
 #[test]
