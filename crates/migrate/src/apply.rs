@@ -295,6 +295,7 @@ impl RunOptions<'_> {
             actor: self.actor,
             observer: self.observer,
             attempt: std::cell::Cell::new((1, 1)),
+            start_id: std::cell::Cell::new(None),
             interrupt: self.interrupt,
         };
         for &migration in steps {

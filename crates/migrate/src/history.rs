@@ -202,11 +202,14 @@ fn this_attempt(version: i32, direction: &str) -> String {
 
 /// The statement that records how many statements of the running non-transactional attempt
 /// completed.
-pub(crate) fn attempt_progress_sql(version: i32, direction: &str, done: usize) -> String {
-    format!(
-        "UPDATE ecomind_migration_events SET statements_done = {done} WHERE id = {}",
-        this_attempt(version, direction)
-    )
+pub(crate) fn attempt_progress_sql(
+    version: i32,
+    direction: &str,
+    done: usize,
+    id: Option<i64>,
+) -> String {
+    let attempt = id.map_or_else(|| this_attempt(version, direction), |id| id.to_string());
+    format!("UPDATE ecomind_migration_events SET statements_done = {done} WHERE id = {attempt}")
 }
 
 /// An attempt whose `started` row has no end: its process was killed, lost its connection or

@@ -152,8 +152,9 @@ fn render_script(
         None
     };
     let restore = touched.then_some(session.restore_in_transaction.as_str());
-    // The real run writes the measured duration; nothing has been measured here.
-    let record = script.record_sql(actor, Duration::ZERO, restore);
+    // The real run writes the measured duration, and names the attempt by the id its start
+    // row returned; nothing has been measured or returned here, so the lookup shows instead.
+    let record = script.record_sql(actor, Duration::ZERO, restore, history::Attempt::Running);
     if script.is_transactional() {
         let _ = writeln!(
             sql,
@@ -192,6 +193,7 @@ fn render_script(
                 script.migration.version(),
                 script.direction.as_str(),
                 index + 1,
+                None,
             );
             if classify(statement.sql).waits_by_design() {
                 let _ = writeln!(

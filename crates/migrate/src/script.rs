@@ -95,9 +95,10 @@ impl Script<'_> {
         actor: &Actor,
         elapsed: Duration,
         restore: Option<&str>,
+        attempt: history::Attempt,
     ) -> Result<(), Error> {
         let restore = restore.unwrap_or_default();
-        let batch = self.record_sql(actor, elapsed, Some(restore));
+        let batch = self.record_sql(actor, elapsed, Some(restore), attempt);
         client.batch_execute(&batch).map_err(|e| {
             if history::is_history_changed(&e) {
                 return Error::HistoryChanged {
@@ -118,6 +119,7 @@ impl Script<'_> {
         actor: &Actor,
         elapsed: Duration,
         restore: Option<&str>,
+        attempt: history::Attempt,
     ) -> String {
         let m = self.migration;
         let event = history::event_sql(
@@ -130,7 +132,7 @@ impl Script<'_> {
                 elapsed,
                 error: None,
                 detail: None,
-                attempt: history::Attempt::Running,
+                attempt,
             },
         );
         match self.direction {
@@ -156,6 +158,9 @@ pub(crate) struct Runner<'a> {
     /// The attempt at the current script and how many there may be at most, for the event log
     /// of a script that ran into `lock_timeout`.
     pub attempt: std::cell::Cell<(u32, u32)>,
+    /// The id of the running attempt's `started` row, as its insert returned it; `None` until
+    /// then (the rows that follow find it in the session instead).
+    pub start_id: std::cell::Cell<Option<i64>>,
     /// Set when the caller interrupts the run (and cancels the running statement).
     pub interrupt: Option<&'a std::sync::atomic::AtomicBool>,
 }
@@ -210,10 +215,28 @@ enum StatementError {
     Observer(String),
 }
 
+/// The id a start row's `RETURNING` gave back: the first row of the batch.
+fn returned_id(messages: &[postgres::SimpleQueryMessage]) -> Option<i64> {
+    messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
+        _ => None,
+    })
+}
+
 impl Runner<'_> {
+    /// How the rows that end or count on the running attempt name it: by the id its start
+    /// row returned, or, when that is not known, by looking it up.
+    fn this_attempt(&self) -> history::Attempt {
+        self.start_id
+            .get()
+            .map_or(history::Attempt::Running, history::Attempt::Id)
+    }
+
     /// Runs one script, in a transaction together with its history change, or statement by
     /// statement outside a transaction and then records it.
     pub fn run(&self, client: &mut Client, script: &Script<'_>) -> Result<(), Failure> {
+        // The rows of this attempt must never name an earlier attempt's start row.
+        self.start_id.set(None);
         if script.is_transactional() {
             self.run_in_transaction(client, script)
         } else {
@@ -257,9 +280,10 @@ impl Runner<'_> {
         let start = format!("{reset}{}{BEGIN}", script.start_row_sql(self.actor, total));
         if statements.is_empty() {
             // An empty down file: an explicit no-op that only removes the history row.
-            client
-                .batch_execute(&start)
+            let messages = client
+                .simple_query(&start)
                 .map_err(Error::db("cannot begin the no-op down"))?;
+            self.start_id.set(returned_id(&messages));
         }
         // Each statement is its own round trip so a failure names its statement; the
         // transaction spans them all, and the history and event rows commit with it.
@@ -272,7 +296,12 @@ impl Runner<'_> {
             };
             let sent_at = Instant::now();
             let result = client
-                .batch_execute(&sent)
+                .simple_query(&sent)
+                .map(|messages| {
+                    if index == 0 {
+                        self.start_id.set(returned_id(&messages));
+                    }
+                })
                 .map_err(|e| StatementError::Server(e, prefix_chars))
                 .and_then(|()| {
                     self.observe(client, script, index, total, statement, sent_at.elapsed())
@@ -294,6 +323,7 @@ impl Runner<'_> {
                         started.elapsed(),
                         &logged,
                         Some("interrupted"),
+                        self.this_attempt(),
                     );
                     return Err(Failure::Interrupted(detail));
                 }
@@ -301,14 +331,28 @@ impl Runner<'_> {
                     if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
                         let (attempt, attempts) = self.attempt.get();
                         let logged = format!("{detail} (attempt {attempt} of {attempts})");
-                        record_failure(client, script, self.actor, started.elapsed(), &logged);
+                        record_failure(
+                            client,
+                            script,
+                            self.actor,
+                            started.elapsed(),
+                            &logged,
+                            self.this_attempt(),
+                        );
                         return Err(Failure::LockTimeout {
                             detail,
                             sql: statement.sql.to_owned(),
                         });
                     }
                 }
-                record_failure(client, script, self.actor, started.elapsed(), &detail);
+                record_failure(
+                    client,
+                    script,
+                    self.actor,
+                    started.elapsed(),
+                    &detail,
+                    self.this_attempt(),
+                );
                 return Err(Failure::RolledBack(detail));
             }
         }
@@ -317,6 +361,7 @@ impl Runner<'_> {
             self.actor,
             started.elapsed(),
             touched.then_some(self.session.restore_in_transaction.as_str()),
+            self.this_attempt(),
         ) {
             roll_back(client);
             return Err(Failure::Engine(e));
@@ -340,14 +385,15 @@ impl Runner<'_> {
         // reset, in one round trip), and each completed statement is counted on it, so a run
         // cut off between statements leaves a record of how far it got.
         let reset = self.session.take_reset().unwrap_or_default();
-        client
-            .batch_execute(&format!(
+        let messages = client
+            .simple_query(&format!(
                 "{reset}{}",
                 script.start_row_sql(self.actor, statements.len())
             ))
             .map_err(Error::db(
                 "cannot set up the migration session and record the attempt's start",
             ))?;
+        self.start_id.set(returned_id(&messages));
         let touched = statements.iter().any(|s| classify(s.sql).session_change);
         // Even a failed script may have changed the session before it failed.
         self.session.set_dirty(touched);
@@ -369,6 +415,7 @@ impl Runner<'_> {
                     script.migration.version(),
                     script.direction.as_str(),
                     index + 1,
+                    self.start_id.get(),
                 );
                 if concurrent {
                     client.batch_execute(&format!("{}; {progress}", self.session.lock_timeout))?;
@@ -390,7 +437,14 @@ impl Runner<'_> {
                 };
                 let detail = describe(index, total, statement, &e);
                 let left = invalid_indexes(client).unwrap_or_default();
-                record_failure(client, script, self.actor, started.elapsed(), &detail);
+                record_failure(
+                    client,
+                    script,
+                    self.actor,
+                    started.elapsed(),
+                    &detail,
+                    self.this_attempt(),
+                );
                 if completed == 0 && left.iter().all(|i| i.being_built) {
                     return Err(Failure::NothingApplied(detail));
                 }
@@ -416,6 +470,7 @@ impl Runner<'_> {
                 self.actor,
                 started.elapsed(),
                 touched.then_some(self.session.restore_in_transaction.as_str()),
+                self.this_attempt(),
             )
         })();
         if let Err(e) = recorded {
@@ -423,7 +478,14 @@ impl Runner<'_> {
             let detail = format!("all {total} statement(s) succeeded, then: {e}");
             let left = invalid_indexes(client).unwrap_or_default();
             let state = half_done_state(total, total, &left, script.direction);
-            record_failure(client, script, self.actor, started.elapsed(), &detail);
+            record_failure(
+                client,
+                script,
+                self.actor,
+                started.elapsed(),
+                &detail,
+                self.this_attempt(),
+            );
             return Err(Failure::HalfApplied { detail, state });
         }
         Ok(())
@@ -468,8 +530,9 @@ fn record_failure(
     actor: &Actor,
     elapsed: Duration,
     detail: &str,
+    attempt: history::Attempt,
 ) {
-    record_event(client, script, actor, elapsed, detail, None);
+    record_event(client, script, actor, elapsed, detail, None, attempt);
 }
 
 /// Records a failed attempt in the event log, with `what` (`interrupted`) in its detail column.
@@ -480,6 +543,7 @@ fn record_event(
     elapsed: Duration,
     detail: &str,
     what: Option<&str>,
+    attempt: history::Attempt,
 ) {
     let _ = history::record_event(
         client,
@@ -492,7 +556,7 @@ fn record_event(
             elapsed,
             error: Some(detail),
             detail: what,
-            attempt: history::Attempt::Running,
+            attempt,
         },
     );
 }
