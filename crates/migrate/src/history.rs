@@ -121,16 +121,23 @@ pub(crate) fn create_tables(client: &mut Client) -> Result<(), Error> {
         .map_err(Error::db("cannot create the migration history tables"))
 }
 
+/// True (`t`) when both history tables exist with every column this version writes: one SQL
+/// expression, for [`tables_complete`] and the probe's state row alike.
+macro_rules! tables_complete_sql {
+    () => {
+        "to_regclass('refinery_schema_history') IS NOT NULL \
+         AND to_regclass('ecomind_migration_events') IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM pg_attribute \
+                     WHERE attrelid = to_regclass('ecomind_migration_events') \
+                       AND attname = 'statements_done' AND NOT attisdropped)"
+    };
+}
+pub(crate) use tables_complete_sql;
+
 /// True when both history tables exist with every column this version writes.
 pub(crate) fn tables_complete(client: &mut Client) -> Result<bool, Error> {
     let rows = client
-        .simple_query(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
-                AND to_regclass('ecomind_migration_events') IS NOT NULL \
-                AND EXISTS (SELECT 1 FROM pg_attribute \
-                            WHERE attrelid = to_regclass('ecomind_migration_events') \
-                              AND attname = 'statements_done' AND NOT attisdropped)",
-        )
+        .simple_query(concat!("SELECT ", tables_complete_sql!()))
         .map_err(Error::db("cannot look for the migration history tables"))?;
     Ok(rows
         .iter()
@@ -306,17 +313,8 @@ impl std::fmt::Display for UnfinishedAttempt {
 /// direction, when the history shows it did not happen (an `up` not applied, a `down` still
 /// applied). Empty when the event log has no start rows yet.
 pub(crate) fn unfinished(client: &mut Client) -> Result<Vec<UnfinishedAttempt>, Error> {
-    let ready = client
-        .simple_query(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL \
-                AND EXISTS (SELECT 1 FROM pg_attribute \
-                            WHERE attrelid = to_regclass('ecomind_migration_events') \
-                              AND attname = 'statements_done' AND NOT attisdropped)",
-        )
-        .map_err(Error::db("cannot look for the migration event log"))?;
-    let ready = ready
-        .iter()
-        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
+    // The start rows and their columns exist only once this version has made the tables.
+    let ready = tables_complete(client)?;
     if !ready {
         return Ok(Vec::new());
     }

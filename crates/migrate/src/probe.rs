@@ -47,13 +47,11 @@ fn is_missing_or_forbidden(error: &postgres::Error) -> bool {
 }
 
 /// The server and the history tables, as one row.
-const STATE: &str = "SELECT current_setting('server_version_num'), pg_is_in_recovery(), \
-    to_regclass('refinery_schema_history') IS NOT NULL \
-    AND to_regclass('ecomind_migration_events') IS NOT NULL \
-    AND EXISTS (SELECT 1 FROM pg_attribute \
-                WHERE attrelid = to_regclass('ecomind_migration_events') \
-                  AND attname = 'statements_done' AND NOT attisdropped), \
-    to_regclass('refinery_schema_history') IS NOT NULL";
+const STATE: &str = concat!(
+    "SELECT current_setting('server_version_num'), pg_is_in_recovery(), ",
+    history::tables_complete_sql!(),
+    ", to_regclass('refinery_schema_history') IS NOT NULL"
+);
 
 /// The applied migrations.
 const HISTORY: &str = "SELECT version, coalesce(name, ''), coalesce(applied_on, ''), \
@@ -196,10 +194,7 @@ fn state(rows: Option<&Vec<SimpleQueryRow>>) -> Result<(i32, bool, bool, bool), 
     let row = rows
         .and_then(|rows| rows.first())
         .ok_or_else(|| Error::UnreadableHistory("the server's state came back empty".into()))?;
-    let version = row
-        .get(0)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::UnreadableHistory("server_version_num is not a number".into()))?;
+    let version = crate::session::version_of(row.get(0))?;
     let flag = |i: usize| row.get(i) == Some("t");
     Ok((version, flag(1), flag(2), flag(3)))
 }

@@ -34,7 +34,7 @@ fn first_row(
         .ok_or_else(|| Error::UnreadableHistory("the server did not say its version".into()))
 }
 
-fn version_of(text: Option<&str>) -> Result<i32, Error> {
+pub(crate) fn version_of(text: Option<&str>) -> Result<i32, Error> {
     text.and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::UnreadableHistory("server_version_num is not a number".into()))
 }
